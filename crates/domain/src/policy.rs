@@ -88,7 +88,7 @@ impl LockoutPolicy {
     /// When the n-th recorded failure reaches a multiple of the threshold, the username is
     /// locked until `now + (n / threshold) * increment`; otherwise it is not locked by it.
     pub fn lock_after(&self, failures: u32, now: OffsetDateTime) -> Option<OffsetDateTime> {
-        (failures > 0 && failures % self.threshold == 0)
+        (failures > 0 && failures.is_multiple_of(self.threshold))
             .then(|| now + self.increment * (failures / self.threshold))
     }
 }

@@ -54,18 +54,13 @@ pub struct NewSession {
 /// Which session a login binds the user to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LoginTarget {
-    /// The presented session, as long as it still holds `token_hash` and is valid under
-    /// `cutoffs`.
+    /// The presented session, as long as it still holds `token_hash` and is valid.
     Existing {
         id: SessionId,
         token_hash: TokenHash,
-        cutoffs: Cutoffs,
     },
     /// A new session.
-    New {
-        ip_address: ClientIp,
-        kind: SessionKind,
-    },
+    New,
 }
 
 /// The writes of one successful login (R5d, R5e).
@@ -73,10 +68,15 @@ pub enum LoginTarget {
 pub struct LoginWrite {
     pub user: UserId,
     pub target: LoginTarget,
+    /// Kind and address of a new session (also when the existing target ended meanwhile).
+    pub kind: SessionKind,
+    pub ip_address: ClientIp,
     /// The rotated token's hash.
     pub token_hash: TokenHash,
     pub now: OffsetDateTime,
-    /// End every other browser session of the user.
+    /// Validity at `now`: the reused session and the sessions ended must be valid under it.
+    pub cutoffs: Cutoffs,
+    /// End every other valid browser session of the user.
     pub end_other_browser_sessions: bool,
 }
 

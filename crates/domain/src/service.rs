@@ -366,7 +366,6 @@ impl SessionService for Sessions {
 
         // R5d, R5e: reuse the presented session only when it is of the requested kind and
         // anonymous or already this user's; a session of another user is logged out first.
-        let cutoffs = self.policy.cutoffs(now);
         let (target, reused) = match proven {
             Some((record, hash))
                 if record.kind == attempt.kind
@@ -375,7 +374,6 @@ impl SessionService for Sessions {
                 let target = LoginTarget::Existing {
                     id: record.id,
                     token_hash: hash,
-                    cutoffs,
                 };
                 (target, Some(record))
             }
@@ -383,11 +381,7 @@ impl SessionService for Sessions {
                 if other.as_ref().is_some_and(|(r, _)| r.user.is_some()) {
                     self.end_proven(other, EndCause::Logout).await?;
                 }
-                let target = LoginTarget::New {
-                    ip_address: presented.ip,
-                    kind: attempt.kind,
-                };
-                (target, None)
+                (LoginTarget::New, None)
             }
         };
         let token = self.ports.tokens.token(self.policy.token_length)?;
@@ -398,8 +392,11 @@ impl SessionService for Sessions {
             .login(LoginWrite {
                 user: user.id,
                 target,
+                kind: attempt.kind,
+                ip_address: presented.ip,
                 token_hash,
                 now,
+                cutoffs: self.policy.cutoffs(now),
                 end_other_browser_sessions: attempt.kind == SessionKind::Browser
                     && self.policy.single_browser_session,
             })

@@ -1,0 +1,6 @@
+//! SeaORM entities of the tables `migrations/` creates. Timestamps are Unix seconds.
+
+pub mod account_lockouts;
+pub mod login_failures;
+pub mod sessions;
+pub mod users;

@@ -1,0 +1,416 @@
+//! `SessionRepository` on SeaORM. Every write that could race is a conditional
+//! `UPDATE ... WHERE still valid`, never a read followed by a write.
+
+use async_trait::async_trait;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait, UpdateMany,
+};
+use time::OffsetDateTime;
+use websessions_domain::ports::{
+    LoginOutcome, LoginTarget, LoginWrite, NewSession, SessionRepository,
+};
+use websessions_domain::{
+    ClientIp, Cutoffs, InfraError, SessionData, SessionId, SessionKind, SessionQuery,
+    SessionRecord, SessionUser, TokenHash, UserId, Username,
+};
+
+use crate::entity::{sessions, users};
+use crate::error::{corrupt, infra};
+
+/// Sessions stored with SeaORM.
+#[derive(Clone, Debug)]
+pub struct SeaSessions {
+    db: DatabaseConnection,
+}
+
+impl SeaSessions {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+}
+
+pub(crate) fn unix(at: OffsetDateTime) -> i64 {
+    at.unix_timestamp()
+}
+
+pub(crate) fn from_unix(seconds: i64) -> Result<OffsetDateTime, InfraError> {
+    OffsetDateTime::from_unix_timestamp(seconds).map_err(|_| corrupt("timestamp"))
+}
+
+pub(crate) fn hash_bytes(hash: &TokenHash) -> Vec<u8> {
+    hash.as_bytes().to_vec()
+}
+
+/// Still holds a token and admitted by `cutoffs` (R2, minus the checks done in memory).
+pub(crate) fn valid(cutoffs: Cutoffs) -> Condition {
+    let mut condition = Condition::all()
+        .add(sessions::Column::TokenHash.is_not_null())
+        .add(sessions::Column::LastActivityAt.gte(unix(cutoffs.idle)));
+    if let Some(absolute) = cutoffs.absolute {
+        let since = unix(absolute);
+        condition = condition.add(
+            Condition::any()
+                .add(sessions::Column::CreatedAt.gte(since))
+                .add(sessions::Column::AuthenticatedAt.gte(since)),
+        );
+    }
+    condition
+}
+
+/// Live but no longer admitted by `cutoffs`: what maintenance deletes as expired (R8).
+fn expired(cutoffs: Cutoffs) -> Condition {
+    let mut timed_out =
+        Condition::any().add(sessions::Column::LastActivityAt.lt(unix(cutoffs.idle)));
+    if let Some(absolute) = cutoffs.absolute {
+        let since = unix(absolute);
+        timed_out = timed_out.add(
+            Condition::all()
+                .add(sessions::Column::CreatedAt.lt(since))
+                .add(
+                    Condition::any()
+                        .add(sessions::Column::AuthenticatedAt.is_null())
+                        .add(sessions::Column::AuthenticatedAt.lt(since)),
+                ),
+        );
+    }
+    Condition::all()
+        .add(sessions::Column::TokenHash.is_not_null())
+        .add(timed_out)
+}
+
+/// Wipes token, user and client state (R6): the credential can never be valid again.
+pub(crate) fn ending(update: UpdateMany<sessions::Entity>) -> UpdateMany<sessions::Entity> {
+    update
+        .col_expr(sessions::Column::TokenHash, Expr::value(None::<Vec<u8>>))
+        .col_expr(sessions::Column::UserId, Expr::value(None::<i64>))
+        .col_expr(sessions::Column::Data, Expr::value("{}"))
+}
+
+/// Ends the live sessions of `user` except `except`, in `db` (possibly a transaction).
+pub(crate) async fn end_for_user_in<C: ConnectionTrait>(
+    db: &C,
+    user: UserId,
+    except: Option<SessionId>,
+) -> Result<u64, InfraError> {
+    let mut filter = Condition::all()
+        .add(sessions::Column::UserId.eq(user.0))
+        .add(sessions::Column::TokenHash.is_not_null());
+    if let Some(except) = except {
+        filter = filter.add(sessions::Column::Id.ne(except.get()));
+    }
+    let result = ending(sessions::Entity::update_many())
+        .filter(filter)
+        .exec(db)
+        .await
+        .map_err(infra)?;
+    Ok(result.rows_affected)
+}
+
+fn record(
+    session: sessions::Model,
+    user: Option<users::Model>,
+) -> Result<SessionRecord, InfraError> {
+    let user = user
+        .map(|u| {
+            Ok::<_, InfraError>(SessionUser {
+                id: UserId(u.id),
+                username: Username::parse(&u.username).map_err(|_| corrupt("username"))?,
+                superuser: u.superuser,
+            })
+        })
+        .transpose()?;
+    Ok(SessionRecord {
+        id: SessionId::new(session.id).ok_or_else(|| corrupt("session id"))?,
+        token_hash: session
+            .token_hash
+            .map(|bytes| TokenHash::from_slice(&bytes).ok_or_else(|| corrupt("token hash")))
+            .transpose()?,
+        ip_address: ClientIp::new(
+            session
+                .ip_address
+                .parse()
+                .map_err(|_| corrupt("ip address"))?,
+        ),
+        kind: SessionKind::parse(&session.kind).ok_or_else(|| corrupt("session kind"))?,
+        user,
+        created_at: from_unix(session.created_at)?,
+        authenticated_at: session.authenticated_at.map(from_unix).transpose()?,
+        last_activity_at: from_unix(session.last_activity_at)?,
+    })
+}
+
+async fn insert<C: ConnectionTrait>(
+    db: &C,
+    session: &NewSession,
+    user: Option<UserId>,
+) -> Result<SessionId, InfraError> {
+    let now = unix(session.now);
+    let row = sessions::ActiveModel {
+        token_hash: Set(Some(hash_bytes(&session.token_hash))),
+        ip_address: Set(session.ip_address.to_string()),
+        user_id: Set(user.map(|u| u.0)),
+        kind: Set(session.kind.as_str().to_owned()),
+        created_at: Set(now),
+        authenticated_at: Set(user.map(|_| now)),
+        last_activity_at: Set(now),
+        data: Set("{}".to_owned()),
+        ..Default::default()
+    };
+    let id = sessions::Entity::insert(row)
+        .exec(db)
+        .await
+        .map_err(infra)?
+        .last_insert_id;
+    SessionId::new(id).ok_or_else(|| corrupt("session id"))
+}
+
+pub(crate) fn by_id_and_hash(id: SessionId, hash: &TokenHash) -> Condition {
+    Condition::all()
+        .add(sessions::Column::Id.eq(id.get()))
+        .add(sessions::Column::TokenHash.eq(hash_bytes(hash)))
+}
+
+/// Deletes rows matching `condition`, `batch` at a time: each batch picks ids, then deletes
+/// those ids while they still match, so no statement holds long locks and a row that became
+/// valid meanwhile is kept.
+async fn delete_in_batches(
+    db: &DatabaseConnection,
+    condition: Condition,
+    batch: u64,
+) -> Result<u64, InfraError> {
+    let mut deleted = 0;
+    loop {
+        let ids: Vec<i64> = sessions::Entity::find()
+            .select_only()
+            .column(sessions::Column::Id)
+            .filter(condition.clone())
+            .order_by_asc(sessions::Column::Id)
+            .limit(batch)
+            .into_tuple()
+            .all(db)
+            .await
+            .map_err(infra)?;
+        if ids.is_empty() {
+            return Ok(deleted);
+        }
+        let picked = ids.len() as u64;
+        deleted += sessions::Entity::delete_many()
+            .filter(sessions::Column::Id.is_in(ids))
+            .filter(condition.clone())
+            .exec(db)
+            .await
+            .map_err(infra)?
+            .rows_affected;
+        if picked < batch {
+            return Ok(deleted);
+        }
+    }
+}
+
+#[async_trait]
+impl SessionRepository for SeaSessions {
+    async fn create(&self, session: NewSession) -> Result<SessionId, InfraError> {
+        insert(&self.db, &session, None).await
+    }
+
+    async fn find(&self, id: SessionId) -> Result<Option<SessionRecord>, InfraError> {
+        let found = sessions::Entity::find_by_id(id.get())
+            .find_also_related(users::Entity)
+            .one(&self.db)
+            .await
+            .map_err(infra)?;
+        found
+            .map(|(session, user)| record(session, user))
+            .transpose()
+    }
+
+    async fn touch(
+        &self,
+        id: SessionId,
+        token_hash: TokenHash,
+        cutoffs: Cutoffs,
+        now: OffsetDateTime,
+    ) -> Result<bool, InfraError> {
+        let result = sessions::Entity::update_many()
+            .col_expr(sessions::Column::LastActivityAt, Expr::value(unix(now)))
+            .filter(by_id_and_hash(id, &token_hash))
+            .filter(valid(cutoffs))
+            .exec(&self.db)
+            .await
+            .map_err(infra)?;
+        Ok(result.rows_affected == 1)
+    }
+
+    async fn login(&self, write: LoginWrite) -> Result<LoginOutcome, InfraError> {
+        let txn = self.db.begin().await.map_err(infra)?;
+        let now = unix(write.now);
+        // Written first: it takes the user's row lock (the database lock on SQLite), so
+        // concurrent logins of one user run one after another and each sees the last one's
+        // session when it ends the others (R5e).
+        users::Entity::update_many()
+            .col_expr(users::Column::LastLoginAt, Expr::value(now))
+            .filter(users::Column::Id.eq(write.user.0))
+            .exec(&txn)
+            .await
+            .map_err(infra)?;
+        let reused = match write.target {
+            LoginTarget::Existing { id, token_hash } => {
+                let result = sessions::Entity::update_many()
+                    .col_expr(sessions::Column::UserId, Expr::value(write.user.0))
+                    .col_expr(
+                        sessions::Column::TokenHash,
+                        Expr::value(hash_bytes(&write.token_hash)),
+                    )
+                    .col_expr(sessions::Column::AuthenticatedAt, Expr::value(now))
+                    .col_expr(sessions::Column::LastActivityAt, Expr::value(now))
+                    .filter(by_id_and_hash(id, &token_hash))
+                    .filter(valid(write.cutoffs))
+                    .exec(&txn)
+                    .await
+                    .map_err(infra)?;
+                (result.rows_affected == 1).then_some(id)
+            }
+            LoginTarget::New => None,
+        };
+        let (session, created) = match reused {
+            Some(id) => (id, false),
+            None => {
+                let new = NewSession {
+                    token_hash: write.token_hash,
+                    ip_address: write.ip_address,
+                    kind: write.kind,
+                    now: write.now,
+                };
+                (insert(&txn, &new, Some(write.user)).await?, true)
+            }
+        };
+        let replaced = if write.end_other_browser_sessions {
+            ending(sessions::Entity::update_many())
+                .filter(sessions::Column::UserId.eq(write.user.0))
+                .filter(sessions::Column::Kind.eq(SessionKind::Browser.as_str()))
+                .filter(sessions::Column::Id.ne(session.get()))
+                .filter(valid(write.cutoffs))
+                .exec(&txn)
+                .await
+                .map_err(infra)?
+                .rows_affected
+        } else {
+            0
+        };
+        txn.commit().await.map_err(infra)?;
+        Ok(LoginOutcome {
+            session,
+            created,
+            replaced,
+        })
+    }
+
+    async fn end(&self, id: SessionId, token_hash: Option<TokenHash>) -> Result<bool, InfraError> {
+        let filter = match token_hash {
+            Some(hash) => by_id_and_hash(id, &hash),
+            None => Condition::all()
+                .add(sessions::Column::Id.eq(id.get()))
+                .add(sessions::Column::TokenHash.is_not_null()),
+        };
+        let result = ending(sessions::Entity::update_many())
+            .filter(filter)
+            .exec(&self.db)
+            .await
+            .map_err(infra)?;
+        Ok(result.rows_affected == 1)
+    }
+
+    async fn end_for_user(
+        &self,
+        user: UserId,
+        except: Option<SessionId>,
+    ) -> Result<u64, InfraError> {
+        end_for_user_in(&self.db, user, except).await
+    }
+
+    async fn data(
+        &self,
+        id: SessionId,
+        token_hash: TokenHash,
+    ) -> Result<Option<SessionData>, InfraError> {
+        let text: Option<String> = sessions::Entity::find()
+            .select_only()
+            .column(sessions::Column::Data)
+            .filter(by_id_and_hash(id, &token_hash))
+            .into_tuple()
+            .one(&self.db)
+            .await
+            .map_err(infra)?;
+        text.map(|text| {
+            serde_json::from_str(&text)
+                .ok()
+                .and_then(|object| SessionData::new(object).ok())
+                .ok_or_else(|| corrupt("session data"))
+        })
+        .transpose()
+    }
+
+    async fn set_data(
+        &self,
+        id: SessionId,
+        token_hash: TokenHash,
+        cutoffs: Cutoffs,
+        data: SessionData,
+    ) -> Result<bool, InfraError> {
+        let text = serde_json::Value::Object(data.into_object()).to_string();
+        let result = sessions::Entity::update_many()
+            .col_expr(sessions::Column::Data, Expr::value(text))
+            .filter(by_id_and_hash(id, &token_hash))
+            .filter(valid(cutoffs))
+            .exec(&self.db)
+            .await
+            .map_err(infra)?;
+        Ok(result.rows_affected == 1)
+    }
+
+    async fn list(
+        &self,
+        query: SessionQuery,
+        cutoffs: Cutoffs,
+    ) -> Result<Vec<SessionRecord>, InfraError> {
+        let mut select = sessions::Entity::find()
+            .find_also_related(users::Entity)
+            .filter(valid(cutoffs));
+        if let Some(user) = query.user {
+            select = select.filter(sessions::Column::UserId.eq(user.0));
+        }
+        if let Some(since) = query.active_since {
+            select = select.filter(sessions::Column::LastActivityAt.gte(unix(since)));
+        }
+        if let Some(after) = query.after {
+            select = select.filter(sessions::Column::Id.gt(after.get()));
+        }
+        select
+            .order_by_asc(sessions::Column::Id)
+            .limit(query.limit)
+            .all(&self.db)
+            .await
+            .map_err(infra)?
+            .into_iter()
+            .map(|(session, user)| record(session, user))
+            .collect()
+    }
+
+    async fn count_active_since(&self, since: OffsetDateTime) -> Result<u64, InfraError> {
+        sessions::Entity::find()
+            .filter(sessions::Column::TokenHash.is_not_null())
+            .filter(sessions::Column::LastActivityAt.gte(unix(since)))
+            .count(&self.db)
+            .await
+            .map_err(infra)
+    }
+
+    async fn purge(&self, cutoffs: Cutoffs, batch: u64) -> Result<(u64, u64), InfraError> {
+        let ended = Condition::all().add(sessions::Column::TokenHash.is_null());
+        let ended = delete_in_batches(&self.db, ended, batch).await?;
+        let expired = delete_in_batches(&self.db, expired(cutoffs), batch).await?;
+        Ok((expired, ended))
+    }
+}

@@ -1,0 +1,136 @@
+//! Fresh databases for the contract suite: a temporary SQLite file always; a new PostgreSQL or
+//! MySQL database under the server URL in `WEBSESSIONS_TEST_POSTGRES_URL` /
+//! `WEBSESSIONS_TEST_MYSQL_URL` when set. A set URL whose server is unreachable fails the
+//! test: configured backends are never skipped silently.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use websessions_infrastructure::{PoolOptions, connect, migrate};
+
+pub struct TestDb {
+    pub conn: DatabaseConnection,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    File(tempfile::TempDir),
+    Server { admin_url: String, name: String },
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+    Mysql,
+}
+
+impl Backend {
+    fn env(self) -> Option<&'static str> {
+        match self {
+            Self::Sqlite => None,
+            Self::Postgres => Some("WEBSESSIONS_TEST_POSTGRES_URL"),
+            Self::Mysql => Some("WEBSESSIONS_TEST_MYSQL_URL"),
+        }
+    }
+}
+
+/// `scheme://authority` of a URL, without path or query.
+fn server_base(url: &str) -> &str {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    match url[start..].find(['/', '?']) {
+        Some(end) => &url[..start + end],
+        None => url,
+    }
+}
+
+fn unique_name() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "wst_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        nanos
+    )
+}
+
+fn pool() -> PoolOptions {
+    PoolOptions {
+        max_connections: 10,
+        ..PoolOptions::default()
+    }
+}
+
+impl TestDb {
+    /// A migrated, empty database on `backend`; `None` only when that backend is not
+    /// configured.
+    pub async fn new(backend: Backend) -> Option<Self> {
+        let Some(var) = backend.env() else {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+            let conn = connect(&url, &pool()).await.expect("open SQLite");
+            migrate(&conn).await.expect("migrate SQLite");
+            return Some(Self {
+                conn,
+                cleanup: Cleanup::File(dir),
+            });
+        };
+        let Ok(url) = std::env::var(var) else {
+            eprintln!("{var} is not set: {backend:?} part of the contract suite not run");
+            return None;
+        };
+        let base = server_base(&url).to_owned();
+        let admin_url = match backend {
+            Backend::Postgres => format!("{base}/postgres"),
+            _ => format!("{base}/mysql"),
+        };
+        let name = unique_name();
+        let admin = admin(&admin_url).await;
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|e| panic!("{var}: cannot create a test database: {e}"));
+        admin.close().await.ok();
+        let conn = connect(&format!("{base}/{name}"), &pool())
+            .await
+            .unwrap_or_else(|e| panic!("{var}: cannot open the test database: {e}"));
+        migrate(&conn).await.expect("migrate");
+        Some(Self {
+            conn,
+            cleanup: Cleanup::Server { admin_url, name },
+        })
+    }
+
+    /// Drops the database (on failure the panic skips this; the names are unique).
+    pub async fn drop(self) {
+        self.conn.close().await.ok();
+        match self.cleanup {
+            Cleanup::File(dir) => drop(dir),
+            Cleanup::Server { admin_url, name } => {
+                let admin = admin(&admin_url).await;
+                admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
+                    .await
+                    .ok();
+                admin.close().await.ok();
+            }
+        }
+    }
+}
+
+async fn admin(url: &str) -> DatabaseConnection {
+    let mut options = ConnectOptions::new(url);
+    options
+        .max_connections(1)
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .sqlx_logging(false);
+    Database::connect(options)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach the test database server at {url}: {e}"))
+}

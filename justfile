@@ -1,0 +1,28 @@
+# Recipes for websessions. `just --list` shows them.
+
+pg_url := "postgres://postgres@127.0.0.1:5432/postgres"
+mysql_url := "mysql://root@127.0.0.1:3306/mysql"
+
+# Run every test (the contract suite on SQLite, plus PostgreSQL/MariaDB when their URLs are set).
+test:
+    cargo test --workspace
+
+# Run one crate's tests, e.g. `just test-crate websessions-domain`.
+test-crate NAME:
+    cargo test -p {{NAME}}
+
+# Run every test with the contract suite on SQLite, PostgreSQL and MariaDB (local servers).
+test-all-backends:
+    WEBSESSIONS_TEST_POSTGRES_URL={{pg_url}} WEBSESSIONS_TEST_MYSQL_URL={{mysql_url}} cargo test --workspace
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# Lint everything, warnings as errors.
+clippy:
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# What CI runs: start the databases if needed, check formatting and lints, run every test.
+ci:
+    bash .ci/run
