@@ -145,6 +145,12 @@ fn login_write(user: UserId, target: LoginTarget, n: u8, kind: SessionKind) -> L
     }
 }
 
+/// A new session of `user` holding `n`'s token, through a real login write.
+async fn logged_in(repo: &SeaSessions, user: UserId, n: u8, kind: SessionKind) -> SessionId {
+    let write = login_write(user, LoginTarget::New, n, kind);
+    repo.login(write).await.unwrap().session
+}
+
 /// Whether the session holds `n`'s token and is valid at NOW.
 async fn holds(repo: &SeaSessions, id: SessionId, n: u8) -> bool {
     repo.find(id).await.unwrap().is_some_and(|s| {
@@ -613,21 +619,8 @@ async fn password_change_rotates_the_session_and_ends_the_others_atomically(
     let alice = new_user(&db, "alice").await;
     let sessions = SeaSessions::new(db.clone());
     let users = SeaUsers::new(db);
-    let current = sessions
-        .login(login_write(
-            alice.id,
-            LoginTarget::New,
-            1,
-            SessionKind::Browser,
-        ))
-        .await
-        .unwrap()
-        .session;
-    let other = sessions
-        .login(login_write(alice.id, LoginTarget::New, 2, SessionKind::Api))
-        .await
-        .unwrap()
-        .session;
+    let current = logged_in(&sessions, alice.id, 1, SessionKind::Browser).await;
+    let other = logged_in(&sessions, alice.id, 2, SessionKind::Api).await;
     let later = NOW + Duration::minutes(1);
     let rotation = Rotation {
         session: current,
@@ -655,11 +648,7 @@ async fn password_change_with_an_ended_session_writes_nothing(db: DatabaseConnec
     let alice = new_user(&db, "alice").await;
     let sessions = SeaSessions::new(db.clone());
     let users = SeaUsers::new(db);
-    let other = sessions
-        .login(login_write(alice.id, LoginTarget::New, 2, SessionKind::Api))
-        .await
-        .unwrap()
-        .session;
+    let other = logged_in(&sessions, alice.id, 2, SessionKind::Api).await;
     let stale = Rotation {
         session: other,
         old_hash: hash(9),
@@ -709,16 +698,7 @@ async fn disabling_ends_sessions_and_enabling_does_not(db: DatabaseConnection) {
     let alice = new_user(&db, "alice").await;
     let sessions = SeaSessions::new(db.clone());
     let users = SeaUsers::new(db);
-    let id = sessions
-        .login(login_write(
-            alice.id,
-            LoginTarget::New,
-            1,
-            SessionKind::Browser,
-        ))
-        .await
-        .unwrap()
-        .session;
+    let id = logged_in(&sessions, alice.id, 1, SessionKind::Browser).await;
     assert_eq!(users.set_disabled(alice.id, true).await.unwrap(), 1);
     assert!(!holds(&sessions, id, 1).await);
     let stored = users
@@ -727,16 +707,7 @@ async fn disabling_ends_sessions_and_enabling_does_not(db: DatabaseConnection) {
         .unwrap()
         .unwrap();
     assert!(stored.disabled);
-    let id = sessions
-        .login(login_write(
-            alice.id,
-            LoginTarget::New,
-            2,
-            SessionKind::Browser,
-        ))
-        .await
-        .unwrap()
-        .session;
+    let id = logged_in(&sessions, alice.id, 2, SessionKind::Browser).await;
     assert_eq!(users.set_disabled(alice.id, false).await.unwrap(), 0);
     assert!(holds(&sessions, id, 2).await);
 }
@@ -746,26 +717,8 @@ async fn deleting_a_user_deletes_its_sessions(db: DatabaseConnection) {
     let bob = new_user(&db, "bob").await;
     let sessions = SeaSessions::new(db.clone());
     let users = SeaUsers::new(db);
-    let alices = sessions
-        .login(login_write(
-            alice.id,
-            LoginTarget::New,
-            1,
-            SessionKind::Browser,
-        ))
-        .await
-        .unwrap()
-        .session;
-    let bobs = sessions
-        .login(login_write(
-            bob.id,
-            LoginTarget::New,
-            2,
-            SessionKind::Browser,
-        ))
-        .await
-        .unwrap()
-        .session;
+    let alices = logged_in(&sessions, alice.id, 1, SessionKind::Browser).await;
+    let bobs = logged_in(&sessions, bob.id, 2, SessionKind::Browser).await;
     assert_eq!(users.delete(alice.id).await.unwrap(), Some(1));
     assert_eq!(sessions.find(alices).await.unwrap(), None, "cascaded");
     assert!(holds(&sessions, bobs, 2).await);
