@@ -1,1 +1,219 @@
-fn main() {}
+//! The `websessions` binary: the composition root, and the only place that names concrete
+//! adapters (SeaORM repositories, argon2id, the OS CSPRNG, the system clock).
+
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use async_trait::async_trait;
+use clap::Parser;
+use poem::Server;
+use poem::listener::TcpListener;
+use websessions_api::cli::{Cli, Command, UserCommand};
+use websessions_api::config::Config;
+use websessions_api::http::{self, EdgeSettings, Readiness, SessionApi};
+use websessions_api::telemetry;
+use websessions_domain::ports::NoEvents;
+use websessions_domain::{Password, Ports, SessionService, Sessions};
+use websessions_infrastructure::{
+    Argon2Hasher, DatabaseConnection, OsTokens, PoolOptions, SeaLockouts, SeaSessions, SeaUsers,
+    SystemClock, connect, migrate,
+};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match cli.config.validate() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("websessions: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_format);
+    match run(cli.command.unwrap_or(Command::Serve), config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("websessions: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Openapi => {
+            // The document depends only on the API's types: no database is opened.
+            let api = session_api(&config, DatabaseConnection::default())?;
+            println!("{}", http::openapi(api).spec());
+        }
+        Command::Migrate => {
+            open(&config).await?;
+            eprintln!("migrations applied");
+        }
+        Command::Serve => serve(config).await?,
+        Command::Purge => {
+            let service = service(&config, open(&config).await?)?;
+            let report = service.maintain().await?;
+            println!("{}", report.total());
+        }
+        Command::User(command) => {
+            let service = service(&config, open(&config).await?)?;
+            match command {
+                UserCommand::Create { name, superuser } => {
+                    let password = read_password()?;
+                    service.create_user(&name, password, superuser).await?;
+                    eprintln!("created user {name}");
+                }
+                UserCommand::SetPassword { name } => {
+                    let password = read_password()?;
+                    service.reset_password(&name, password).await?;
+                    eprintln!("password set; every session of {name} has ended");
+                }
+                UserCommand::Unlock { name } => {
+                    service.unlock(&name).await?;
+                    eprintln!("unlocked {name}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Opens the database and applies pending migrations (every command that touches data runs
+/// on the current schema).
+async fn open(config: &Config) -> anyhow::Result<DatabaseConnection> {
+    let db = connect(&config.database_url, &PoolOptions::default())
+        .await
+        .context("cannot open the database (WEBSESSIONS_DATABASE_URL)")?;
+    migrate(&db).await.context("cannot migrate the database")?;
+    Ok(db)
+}
+
+fn service(config: &Config, db: DatabaseConnection) -> anyhow::Result<Arc<Sessions>> {
+    let hasher = Argon2Hasher::owasp().context("cannot set up password hashing")?;
+    let ports = Ports {
+        sessions: Arc::new(SeaSessions::new(db.clone())),
+        users: Arc::new(SeaUsers::new(db.clone())),
+        lockouts: Arc::new(SeaLockouts::new(db)),
+        hasher: Arc::new(hasher),
+        tokens: Arc::new(OsTokens),
+        clock: Arc::new(SystemClock),
+        events: Arc::new(NoEvents),
+    };
+    Ok(Arc::new(Sessions::new(
+        ports,
+        config.policy.clone(),
+        config.lockout,
+    )))
+}
+
+fn session_api(config: &Config, db: DatabaseConnection) -> anyhow::Result<SessionApi> {
+    Ok(SessionApi {
+        service: service(config, db.clone())?,
+        readiness: Arc::new(DatabaseReadiness(db)),
+        edge: Arc::new(EdgeSettings {
+            cookie: config.cookie.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
+            trusted_origins: config.trusted_origins.clone(),
+            token_length: config.policy.token_length,
+        }),
+        policy: config.policy.clone(),
+    })
+}
+
+/// Ready while the database answers a ping within two seconds.
+struct DatabaseReadiness(DatabaseConnection);
+
+#[async_trait]
+impl Readiness for DatabaseReadiness {
+    async fn ready(&self) -> bool {
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), self.0.ping()).await,
+            Ok(Ok(()))
+        )
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let db = open(&config).await?;
+    let api = session_api(&config, db)?;
+    let housekeeping = tokio::spawn(housekeeping(
+        api.service.clone(),
+        config.housekeeping_interval,
+    ));
+    let listener = TcpListener::bind(config.listen);
+    tracing::info!(listen = %config.listen, "serving");
+    let served = Server::new(listener)
+        .run_with_graceful_shutdown(
+            http::app(api),
+            shutdown_signal(),
+            Some(Duration::from_secs(30)),
+        )
+        .await;
+    housekeeping.abort();
+    served.with_context(|| format!("cannot serve on {}", config.listen))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// R8: maintenance every `interval`; a failure is logged and retried at the next tick.
+async fn housekeeping(service: Arc<dyn SessionService>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match service.maintain().await {
+            Ok(report) if report.total() > 0 => {
+                tracing::info!(deleted = report.total(), "maintenance");
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(error = ?error, "maintenance failed"),
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// The first line of standard input when it is not a terminal; else a prompt, twice.
+fn read_password() -> anyhow::Result<Password> {
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")?;
+        let second = rpassword::prompt_password("Again: ")?;
+        if first != second {
+            bail!("the passwords differ");
+        }
+        return Ok(Password::new(first));
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let line = line.strip_suffix('\n').unwrap_or(&line);
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    Ok(Password::new(line))
+}

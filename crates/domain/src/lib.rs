@@ -13,7 +13,8 @@ pub mod service;
 pub mod value;
 
 pub use error::{
-    ChangePasswordError, CreateUserError, InfraError, LoginError, SetDataError, UserError,
+    ChangePasswordError, CreateUserError, InfraError, LoginError, RetryAfter, SetDataError,
+    UserError,
 };
 pub use model::{
     EndCause, LockoutState, LoginResult, PurgeReport, RecordedFailure, SessionQuery, SessionRecord,

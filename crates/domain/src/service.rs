@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::error::{
-    ChangePasswordError, CreateUserError, InfraError, LoginError, SetDataError, UserError,
+    ChangePasswordError, CreateUserError, InfraError, LoginError, RetryAfter, SetDataError,
+    UserError,
 };
 use crate::model::{
     EndCause, LockoutState, LoginResult, PurgeReport, SessionQuery, SessionRecord, SessionUser,
@@ -340,7 +341,8 @@ impl SessionService for Sessions {
             .locked_until
         {
             self.ports.events.login(LoginResult::Locked);
-            return Err(LoginError::Locked { until });
+            let retry_after = RetryAfter::between(now, until);
+            return Err(LoginError::Locked { until, retry_after });
         }
         if attempt.password.is_overlong() {
             return Err(self.refuse(proven).await?);
@@ -496,7 +498,8 @@ impl SessionService for Sessions {
             .state(&session_user.username, now)
             .await?;
         if let Some(until) = lock.locked_until {
-            return Err(ChangePasswordError::Locked { until });
+            let retry_after = RetryAfter::between(now, until);
+            return Err(ChangePasswordError::Locked { until, retry_after });
         }
         if current.is_overlong() {
             return Err(ChangePasswordError::WrongPassword);

@@ -373,7 +373,10 @@ async fn r5a_a_locked_username_is_refused_before_the_password_is_checked() {
             attempt("alice", "right password", SessionKind::Browser),
         )
         .await;
-    assert!(matches!(result, Err(LoginError::Locked { until: u }) if u == until));
+    assert!(
+        matches!(result, Err(LoginError::Locked { until: u, retry_after })
+        if u == until && retry_after.seconds() == 600)
+    );
     assert_eq!(events.take(), ["login:locked"]);
 }
 

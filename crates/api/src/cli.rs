@@ -1,0 +1,78 @@
+//! The command line (SPEC §6). Every command takes the same configuration as `serve`.
+
+use clap::{Parser, Subcommand};
+
+use crate::config::ConfigArgs;
+
+/// websessions: server-side web sessions.
+#[derive(Parser, Debug)]
+#[command(name = "websessions", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+/// What to do; `serve` when none is given.
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Migrate the database, then serve the HTTP API (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Delete expired and ended sessions and expired lockouts; prints how many rows went.
+    Purge,
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+/// User management. Passwords are read from the first line of standard input when it is not
+/// a terminal, and prompted for twice when it is.
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum UserCommand {
+    /// Create a user.
+    Create {
+        name: String,
+        /// Make the user a superuser.
+        #[arg(long)]
+        superuser: bool,
+    },
+    /// Set a user's password; ends all of the user's sessions.
+    SetPassword { name: String },
+    /// Clear a username's failed logins and lock.
+    Unlock { name: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serve_is_the_default_and_flags_work_before_or_after_the_command() {
+        let cli = Cli::try_parse_from(["websessions"]).unwrap();
+        assert_eq!(cli.command, None);
+        let cli = Cli::try_parse_from(["websessions", "serve", "--listen", "127.0.0.1:9"]).unwrap();
+        assert_eq!(cli.command, Some(Command::Serve));
+        assert_eq!(cli.config.listen, "127.0.0.1:9");
+        let cli = Cli::try_parse_from(["websessions", "--token-bytes", "32", "purge"]).unwrap();
+        assert_eq!(cli.config.token_bytes, "32");
+    }
+
+    #[test]
+    fn user_commands_take_a_name() {
+        let cli =
+            Cli::try_parse_from(["websessions", "user", "create", "root", "--superuser"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Some(Command::User(UserCommand::Create {
+                name: "root".into(),
+                superuser: true
+            }))
+        );
+        assert!(Cli::try_parse_from(["websessions", "user", "unlock"]).is_err());
+    }
+}
