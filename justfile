@@ -26,3 +26,7 @@ clippy:
 # What CI runs: start the databases if needed, check formatting and lints, run every test.
 ci:
     bash .ci/run
+
+# Regenerate the committed OpenAPI document from the code.
+openapi:
+    cargo run -q -p websessions-api -- openapi > openapi/openapi.json

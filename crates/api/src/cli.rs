@@ -6,7 +6,7 @@ use crate::config::ConfigArgs;
 
 /// websessions: server-side web sessions.
 #[derive(Parser, Debug)]
-#[command(name = "websessions", version, about)]
+#[command(name = "websessions", version)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -23,8 +23,8 @@ pub use model::{
 pub use policy::{Cutoffs, LockoutPolicy, SessionPolicy};
 pub use service::{Issued, LoginAttempt, Ports, Presented, SessionService, Sessions};
 pub use value::{
-    ClientIp, Credential, NewPassword, Password, PasswordHash, SessionData, SessionId, SessionKind,
-    Token, TokenHash, TokenLength, UserId, Username,
+    ClientIp, Credential, NewPassword, Password, PasswordHash, PasswordPolicyError, SessionData,
+    SessionId, SessionKind, Token, TokenHash, TokenLength, UserId, Username,
 };
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ mod error;
 mod lockouts;
 mod sessions;
 mod system;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod users;
 
 pub use db::{PoolOptions, connect, migrate};

@@ -1,10 +1,8 @@
 //! The storage contract: every repository method, and the concurrency properties of R3, R5e,
-//! R8 and R9, written once and run on SQLite, PostgreSQL and MySQL/MariaDB (see `support`).
+//! R8 and R9, written once and run on SQLite, PostgreSQL and MySQL/MariaDB (see `testing`).
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::sync::Arc;
 
@@ -28,15 +26,15 @@ macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { crate::run(crate::support::Backend::Sqlite, crate::$name).await }
+            async fn $name() { crate::run(websessions_infrastructure::testing::Backend::Sqlite, crate::$name).await }
         )* }
         mod postgres { $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { crate::run(crate::support::Backend::Postgres, crate::$name).await }
+            async fn $name() { crate::run(websessions_infrastructure::testing::Backend::Postgres, crate::$name).await }
         )* }
         mod mysql { $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { crate::run(crate::support::Backend::Mysql, crate::$name).await }
+            async fn $name() { crate::run(websessions_infrastructure::testing::Backend::Mysql, crate::$name).await }
         )* }
     };
 }
@@ -70,12 +68,12 @@ contract!(
     purge_deletes_only_expired_lockouts,
 );
 
-async fn run<F, Fut>(backend: support::Backend, test: F)
+async fn run<F, Fut>(backend: websessions_infrastructure::testing::Backend, test: F)
 where
     F: FnOnce(DatabaseConnection) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let Some(db) = support::TestDb::new(backend).await else {
+    let Some(db) = websessions_infrastructure::testing::TestDb::new(backend).await else {
         return;
     };
     test(db.conn.clone()).await;

@@ -5,6 +5,8 @@ mod api;
 mod edge;
 mod model;
 mod problem;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Instant;

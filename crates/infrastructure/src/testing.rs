@@ -1,18 +1,28 @@
-//! Fresh databases for the contract suite: a temporary SQLite file always; a new PostgreSQL or
-//! MySQL database under the server URL in `WEBSESSIONS_TEST_POSTGRES_URL` /
+//! Fresh databases for tests (feature `testing`, for dev-dependencies only): a temporary
+//! SQLite file always; a new PostgreSQL or MySQL database under the server URL in `WEBSESSIONS_TEST_POSTGRES_URL` /
 //! `WEBSESSIONS_TEST_MYSQL_URL` when set. A set URL whose server is unreachable fails the
 //! test: configured backends are never skipped silently.
+
+// Test support: a failed set-up is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
-use websessions_infrastructure::{PoolOptions, connect, migrate};
 
+use crate::{PoolOptions, connect, migrate};
+
+/// A migrated, empty database that exists for one test.
+#[derive(Debug)]
 pub struct TestDb {
     pub conn: DatabaseConnection,
+    /// The URL a server process can open it with.
+    pub url: String,
     cleanup: Cleanup,
 }
+
+#[derive(Debug)]
 
 enum Cleanup {
     File(tempfile::TempDir),
@@ -77,6 +87,7 @@ impl TestDb {
             migrate(&conn).await.expect("migrate SQLite");
             return Some(Self {
                 conn,
+                url,
                 cleanup: Cleanup::File(dir),
             });
         };
@@ -96,12 +107,14 @@ impl TestDb {
             .await
             .unwrap_or_else(|e| panic!("{var}: cannot create a test database: {e}"));
         admin.close().await.ok();
-        let conn = connect(&format!("{base}/{name}"), &pool())
+        let url = format!("{base}/{name}");
+        let conn = connect(&url, &pool())
             .await
             .unwrap_or_else(|e| panic!("{var}: cannot open the test database: {e}"));
         migrate(&conn).await.expect("migrate");
         Some(Self {
             conn,
+            url,
             cleanup: Cleanup::Server { admin_url, name },
         })
     }

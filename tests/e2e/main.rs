@@ -1,0 +1,606 @@
+//! End-to-end: the real `websessions` binary, a real database (SQLite always; PostgreSQL and
+//! MariaDB when `WEBSESSIONS_TEST_POSTGRES_URL` / `WEBSESSIONS_TEST_MYSQL_URL` are set), real
+//! HTTP. Each test starts its own server on a free port with a fresh database.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod server;
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use server::{COOKIE, Server, cookie_header, set_cookie};
+use websessions_infrastructure::testing::Backend;
+
+macro_rules! e2e {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $(
+            #[tokio::test]
+            async fn $name() { crate::$name(websessions_infrastructure::testing::Backend::Sqlite).await }
+        )* }
+        mod postgres { $(
+            #[tokio::test]
+            async fn $name() { crate::$name(websessions_infrastructure::testing::Backend::Postgres).await }
+        )* }
+        mod mysql { $(
+            #[tokio::test]
+            async fn $name() { crate::$name(websessions_infrastructure::testing::Backend::Mysql).await }
+        )* }
+    };
+}
+
+e2e!(
+    starting_a_session_sets_the_specified_cookie_and_creates_no_row_on_get,
+    login_rotates_the_token_keeps_the_id_and_kills_the_old_credential,
+    a_second_browser_login_ends_the_first,
+    an_api_login_returns_a_bearer_credential_and_ends_nothing,
+    logout_kills_the_credential_and_clears_the_cookie,
+    an_idle_session_expires_after_the_configured_timeout,
+    lockout_answers_423_with_retry_after_even_for_the_right_password,
+    cross_site_post_with_the_cookie_is_403_and_with_bearer_is_allowed,
+    hostile_inputs_get_a_4xx_and_never_a_5xx,
+    session_data_survives_login_and_is_wiped_by_logout,
+    password_change_rotates_the_credential_and_ends_other_sessions,
+    operator_commands_set_passwords_unlock_and_purge,
+    sigterm_stops_gracefully_and_the_logs_hold_no_secrets,
+);
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn start(backend: Backend) -> Option<Server> {
+    Server::start(backend, &[("WEBSESSIONS_COOKIE_SECURE", "true")]).await
+}
+
+/// A server on `backend` with the user alice (password `PASSWORD`), created through the CLI.
+async fn with_alice(backend: Backend) -> Option<Server> {
+    let server = start(backend).await?;
+    server.create_user("alice", PASSWORD);
+    Some(server)
+}
+
+/// POST /v1/session/logout with the cookie.
+async fn logout(server: &Server, credential: &str) -> reqwest::Response {
+    server
+        .http
+        .post(server.url("/v1/session/logout"))
+        .header("cookie", cookie_header(credential))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// POST /v1/session without a credential: the new browser session's credential.
+async fn new_session(server: &Server) -> String {
+    let resp = server
+        .http
+        .post(server.url("/v1/session"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    set_cookie(resp.headers()).unwrap().0
+}
+
+async fn whoami(server: &Server, cookie: Option<&str>, bearer: Option<&str>) -> reqwest::Response {
+    let mut req = server.http.get(server.url("/v1/session"));
+    if let Some(credential) = cookie {
+        req = req.header("cookie", cookie_header(credential));
+    }
+    if let Some(credential) = bearer {
+        req = req.bearer_auth(credential);
+    }
+    req.send().await.unwrap()
+}
+
+async fn is_valid_cookie(server: &Server, credential: &str) -> bool {
+    whoami(server, Some(credential), None).await.status() == StatusCode::OK
+}
+
+async fn is_valid_bearer(server: &Server, credential: &str) -> bool {
+    whoami(server, None, Some(credential)).await.status() == StatusCode::OK
+}
+
+async fn login(
+    server: &Server,
+    cookie: Option<&str>,
+    username: &str,
+    password: &str,
+    client: &str,
+) -> reqwest::Response {
+    let mut req = server
+        .http
+        .post(server.url("/v1/session/login"))
+        .json(&json!({"username": username, "password": password, "client": client}));
+    if let Some(credential) = cookie {
+        req = req.header("cookie", cookie_header(credential));
+    }
+    req.send().await.unwrap()
+}
+
+/// Logs alice in as a browser; her credential.
+async fn browser_login(server: &Server, cookie: Option<&str>) -> String {
+    let resp = login(server, cookie, "alice", PASSWORD, "browser").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    set_cookie(resp.headers()).unwrap().0
+}
+
+fn session_id(credential: &str) -> &str {
+    credential.split('.').next().unwrap()
+}
+
+async fn starting_a_session_sets_the_specified_cookie_and_creates_no_row_on_get(backend: Backend) {
+    let Some(server) = start(backend).await else {
+        return;
+    };
+    let resp = server
+        .http
+        .post(server.url("/v1/session"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let (credential, header) = set_cookie(resp.headers()).unwrap();
+    assert_eq!(
+        header,
+        format!("{COOKIE}={credential}; Path=/; HttpOnly; Secure; SameSite=Lax")
+    );
+    let view: Value = resp.json().await.unwrap();
+    assert_eq!(view["id"].to_string(), session_id(&credential));
+    assert_eq!(view["ip_address"], "127.0.0.1");
+    assert_eq!(view["kind"], "browser");
+
+    // The same session again: 200, no new cookie.
+    let again = server
+        .http
+        .post(server.url("/v1/session"))
+        .header("cookie", cookie_header(&credential))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert!(set_cookie(again.headers()).is_none());
+
+    // R4: a GET never creates a row; the next session's id follows the first directly.
+    for _ in 0..3 {
+        assert_eq!(
+            whoami(&server, None, None).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let next = new_session(&server).await;
+    let first: i64 = session_id(&credential).parse().unwrap();
+    assert!(session_id(&next).parse::<i64>().unwrap() > first);
+    assert_eq!(server.command(&["purge"], "").status.code(), Some(0));
+}
+
+async fn login_rotates_the_token_keeps_the_id_and_kills_the_old_credential(backend: Backend) {
+    let Some(server) = with_alice(backend).await else {
+        return;
+    };
+    let anonymous = new_session(&server).await;
+    let logged_in = browser_login(&server, Some(&anonymous)).await;
+    assert_eq!(session_id(&logged_in), session_id(&anonymous));
+    assert_ne!(logged_in, anonymous);
+    assert!(
+        !is_valid_cookie(&server, &anonymous).await,
+        "pre-login credential still works"
+    );
+    let view: Value = whoami(&server, Some(&logged_in), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["user"]["username"], "alice");
+    assert!(view["authenticated_at"].is_string());
+}
+
+async fn a_second_browser_login_ends_the_first(backend: Backend) {
+    let Some(server) = with_alice(backend).await else {
+        return;
+    };
+    let first = browser_login(&server, None).await;
+    let second = browser_login(&server, None).await;
+    assert_ne!(session_id(&first), session_id(&second));
+    assert!(!is_valid_cookie(&server, &first).await);
+    assert!(is_valid_cookie(&server, &second).await);
+}
+
+async fn an_api_login_returns_a_bearer_credential_and_ends_nothing(backend: Backend) {
+    let Some(server) = with_alice(backend).await else {
+        return;
+    };
+    let browser = browser_login(&server, None).await;
+    let resp = login(&server, None, "alice", PASSWORD, "api").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(set_cookie(resp.headers()).is_none());
+    let view: Value = resp.json().await.unwrap();
+    assert_eq!(view["kind"], "api");
+    let credential = view["credential"].as_str().unwrap().to_owned();
+    assert!(is_valid_bearer(&server, &credential).await);
+    assert!(
+        is_valid_cookie(&server, &browser).await,
+        "the api login ended the browser session"
+    );
+    let recognised: Value = whoami(&server, None, Some(&credential))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        recognised.get("credential").is_none(),
+        "the token is only in the login answer"
+    );
+}
+
+async fn logout_kills_the_credential_and_clears_the_cookie(backend: Backend) {
+    let Some(server) = with_alice(backend).await else {
+        return;
+    };
+    let credential = browser_login(&server, None).await;
+    let resp = logout(&server, &credential).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let (value, header) = set_cookie(resp.headers()).unwrap();
+    assert_eq!(value, "");
+    assert!(header.ends_with("Max-Age=0"));
+    assert!(!is_valid_cookie(&server, &credential).await);
+    // Logging out without a session is fine too.
+    let resp = server
+        .http
+        .post(server.url("/v1/session/logout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+}
+
+async fn an_idle_session_expires_after_the_configured_timeout(backend: Backend) {
+    // The rule itself is proved with a fixed clock in the domain's tests; here the real binary
+    // must honour a configured timeout on the real clock, so the test has to let time pass.
+    let settings = [
+        ("WEBSESSIONS_IDLE_TIMEOUT", "1s"),
+        ("WEBSESSIONS_TOUCH_INTERVAL", "0"),
+    ];
+    let Some(server) = Server::start(backend, &settings).await else {
+        return;
+    };
+    let credential = new_session(&server).await;
+    assert!(is_valid_cookie(&server, &credential).await);
+    // Every recognition is activity, so the wait must not ask; timestamps are whole seconds,
+    // so 2.5 s is more than a second of idleness however the seconds fall.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(!is_valid_cookie(&server, &credential).await);
+}
+
+async fn lockout_answers_423_with_retry_after_even_for_the_right_password(backend: Backend) {
+    let settings = [
+        ("WEBSESSIONS_LOCKOUT_THRESHOLD", "3"),
+        ("WEBSESSIONS_LOCKOUT_INCREMENT", "5m"),
+    ];
+    let Some(server) = Server::start(backend, &settings).await else {
+        return;
+    };
+    server.create_user("alice", PASSWORD);
+    for _ in 0..3 {
+        let resp = login(&server, None, "alice", "wrong password", "browser").await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    }
+    let resp = login(&server, None, "alice", PASSWORD, "browser").await;
+    assert_eq!(resp.status(), StatusCode::LOCKED);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=300).contains(&retry), "Retry-After {retry}");
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    // An unknown user is answered exactly like a wrong password.
+    let unknown = login(&server, None, "nobody", "whatever", "browser").await;
+    assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+    let wrong = login(&server, None, "bob", "whatever", "browser").await;
+    assert_eq!(unknown.text().await.unwrap(), wrong.text().await.unwrap());
+}
+
+async fn cross_site_post_with_the_cookie_is_403_and_with_bearer_is_allowed(backend: Backend) {
+    let Some(server) = with_alice(backend).await else {
+        return;
+    };
+    let credential = browser_login(&server, None).await;
+    let refused = server
+        .http
+        .post(server.url("/v1/session/logout"))
+        .header("cookie", cookie_header(&credential))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(
+        is_valid_cookie(&server, &credential).await,
+        "a refused request changed nothing"
+    );
+
+    let resp = login(&server, None, "alice", PASSWORD, "api").await;
+    let bearer = resp.json::<Value>().await.unwrap()["credential"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let allowed = server
+        .http
+        .post(server.url("/v1/session/logout"))
+        .bearer_auth(&bearer)
+        .header("cookie", cookie_header(&credential))
+        .header("origin", "https://evil.example")
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), StatusCode::NO_CONTENT);
+    assert!(!is_valid_bearer(&server, &bearer).await);
+}
+
+async fn hostile_inputs_get_a_4xx_and_never_a_5xx(backend: Backend) {
+    let Some(server) = start(backend).await else {
+        return;
+    };
+    let credential = new_session(&server).await;
+    let id = session_id(&credential);
+    let token = credential.split_once('.').unwrap().1;
+    for cookie in [
+        String::new(),
+        "garbage".into(),
+        format!("0.{token}"),
+        format!("-{id}.{token}"),
+        format!("0{id}.{token}"),
+        format!("{id}.{token}=="),
+        format!("{id}.{}", &token[1..]),
+        format!("99999999999999999999.{token}"),
+        format!("{id}.{}", "A".repeat(5000)),
+    ] {
+        let resp = server
+            .http
+            .get(server.url("/v1/session"))
+            .header("cookie", format!("{COOKIE}={cookie}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "cookie {cookie:?}");
+    }
+    for authorization in [
+        "Bearer",
+        "Basic abc",
+        "Bearer  ",
+        &format!("Bearer {credential}x"),
+    ] {
+        let resp = server
+            .http
+            .get(server.url("/v1/session"))
+            .header("authorization", authorization)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{authorization:?}");
+    }
+    let huge = server
+        .http
+        .get(server.url("/v1/session"))
+        .header("cookie", format!("{COOKIE}={}", "x".repeat(64 * 1024)))
+        .send()
+        .await;
+    if let Ok(resp) = huge {
+        assert!(
+            resp.status().is_client_error(),
+            "huge header: {}",
+            resp.status()
+        );
+    }
+    for body in [
+        "{",
+        "null",
+        "{\"username\":\"a\"}",
+        "{\"username\":\"a\",\"password\":\"b\",\"x\":1}",
+    ] {
+        let resp = server
+            .http
+            .post(server.url("/v1/session/login"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "body {body:?}");
+    }
+    let resp = server
+        .http
+        .put(server.url("/v1/session/data"))
+        .header("cookie", cookie_header(&credential))
+        .json(&json!({"k": "v".repeat(20 * 1024)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let resp = login(
+        &server,
+        None,
+        &"a".repeat(500),
+        &"p".repeat(2000),
+        "browser",
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        is_valid_cookie(&server, &credential).await,
+        "hostile input lost the session"
+    );
+}
+
+async fn session_data_survives_login_and_is_wiped_by_logout(backend: Backend) {
+    let Some(server) = with_alice(backend).await else {
+        return;
+    };
+    let anonymous = new_session(&server).await;
+    let state = json!({"form": {"step": 2, "answers": [1, "two", null]}});
+    let resp = server
+        .http
+        .put(server.url("/v1/session/data"))
+        .header("cookie", cookie_header(&anonymous))
+        .json(&state)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let logged_in = browser_login(&server, Some(&anonymous)).await;
+    let read = |credential: String| {
+        let req = server
+            .http
+            .get(server.url("/v1/session/data"))
+            .header("cookie", cookie_header(&credential));
+        async move { req.send().await.unwrap() }
+    };
+    assert_eq!(
+        read(logged_in.clone()).await.json::<Value>().await.unwrap(),
+        state
+    );
+    logout(&server, &logged_in).await;
+    assert_eq!(read(logged_in).await.status(), StatusCode::UNAUTHORIZED);
+}
+
+async fn password_change_rotates_the_credential_and_ends_other_sessions(backend: Backend) {
+    let Some(server) = with_alice(backend).await else {
+        return;
+    };
+    let browser = browser_login(&server, None).await;
+    let api = login(&server, None, "alice", PASSWORD, "api").await;
+    let api = api.json::<Value>().await.unwrap()["credential"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let change = |current: &str, new: &str| {
+        server
+            .http
+            .put(server.url("/v1/session/password"))
+            .header("cookie", cookie_header(&browser))
+            .json(&json!({"current_password": current, "new_password": new}))
+            .send()
+    };
+    assert_eq!(
+        change("wrong", "a brand new password")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        change(PASSWORD, "short").await.unwrap().status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let resp = change(PASSWORD, "a brand new password").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let rotated = set_cookie(resp.headers()).unwrap().0;
+    assert_eq!(session_id(&rotated), session_id(&browser));
+    assert!(!is_valid_cookie(&server, &browser).await);
+    assert!(is_valid_cookie(&server, &rotated).await);
+    assert!(
+        !is_valid_bearer(&server, &api).await,
+        "the other session survived"
+    );
+    let resp = login(&server, None, "alice", "a brand new password", "api").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+async fn operator_commands_set_passwords_unlock_and_purge(backend: Backend) {
+    let settings = [("WEBSESSIONS_LOCKOUT_THRESHOLD", "2")];
+    let Some(server) = Server::start(backend, &settings).await else {
+        return;
+    };
+    server.create_user("alice", PASSWORD);
+    let duplicate = server.command(&["user", "create", "alice"], "another password\n");
+    assert_eq!(duplicate.status.code(), Some(1));
+    let short = server.command(&["user", "create", "bob"], "short\n");
+    assert_eq!(short.status.code(), Some(1));
+
+    let credential = browser_login(&server, None).await;
+    let out = server.command(&["user", "set-password", "alice"], "an operator's choice\n");
+    assert!(out.status.success());
+    assert!(
+        !is_valid_cookie(&server, &credential).await,
+        "R7: reset ends every session"
+    );
+
+    for _ in 0..2 {
+        login(&server, None, "alice", "wrong", "browser").await;
+    }
+    let locked = login(&server, None, "alice", "an operator's choice", "browser").await;
+    assert_eq!(locked.status(), StatusCode::LOCKED);
+    assert!(
+        server
+            .command(&["user", "unlock", "alice"], "")
+            .status
+            .success()
+    );
+    let unlocked = login(&server, None, "alice", "an operator's choice", "browser").await;
+    assert_eq!(unlocked.status(), StatusCode::OK);
+
+    // The logged-out and reset sessions are rows maintenance deletes; the valid one stays.
+    let out = server.command(&["purge"], "");
+    assert!(out.status.success());
+    let deleted: u64 = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(deleted >= 1, "purge deleted {deleted}");
+    let out = server.command(&["purge"], "");
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "0");
+}
+
+async fn sigterm_stops_gracefully_and_the_logs_hold_no_secrets(backend: Backend) {
+    let Some(server) = with_alice(backend).await else {
+        return;
+    };
+    let credential = browser_login(&server, None).await;
+    login(&server, None, "alice", "a wrong secret", "browser").await;
+    let (status, logs) = server.stop().await;
+    assert_eq!(status.code(), Some(0), "{logs}");
+    let token = credential.split_once('.').unwrap().1;
+    assert!(
+        logs.contains("\"path\":\"/v1/session/login\""),
+        "requests are logged"
+    );
+    for secret in [token, PASSWORD, "a wrong secret"] {
+        assert!(!logs.contains(secret), "the logs contain a secret");
+    }
+}
+
+#[test]
+fn invalid_configuration_exits_2_with_one_line_naming_the_variable() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_websessions"))
+        .arg("migrate")
+        .env("WEBSESSIONS_IDLE_TIMEOUT", "forever")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("WEBSESSIONS_IDLE_TIMEOUT"), "{stderr}");
+}
+
+#[test]
+fn the_openapi_command_prints_the_committed_spec() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_websessions"))
+        .arg("openapi")
+        .env(
+            "WEBSESSIONS_DATABASE_URL",
+            "postgres://nowhere.invalid/none",
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let committed = include_str!("../../openapi/openapi.json");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim_end(),
+        committed.trim_end()
+    );
+}

@@ -1,0 +1,155 @@
+//! Starts the real `websessions` binary on a free port against a fresh database, and talks
+//! to it over real HTTP.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::header::HeaderMap;
+use websessions_infrastructure::testing::{Backend, TestDb};
+
+pub const COOKIE: &str = "__Host-websession";
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+    env: HashMap<String, String>,
+    pub http: reqwest::Client,
+    db: Option<TestDb>,
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+impl Server {
+    /// A server on `backend` with `settings` (variable, value) on top of the defaults; `None`
+    /// when the backend is not configured for this run.
+    pub async fn start(backend: Backend, settings: &[(&str, &str)]) -> Option<Self> {
+        let db = TestDb::new(backend).await?;
+        let port = free_port();
+        let mut env: HashMap<String, String> = [
+            ("WEBSESSIONS_DATABASE_URL", db.url.as_str()),
+            ("WEBSESSIONS_LISTEN", &format!("127.0.0.1:{port}")),
+            ("WEBSESSIONS_LOG_FORMAT", "json"),
+            ("RUST_LOG", "info"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        for (key, value) in settings {
+            env.insert((*key).to_owned(), (*value).to_owned());
+        }
+        let child = Command::new(env!("CARGO_BIN_EXE_websessions"))
+            .arg("serve")
+            .envs(&env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let server = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            env,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            db: Some(db),
+        };
+        server.wait_until_live().await;
+        Some(server)
+    }
+
+    async fn wait_until_live(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(resp) = self.http.get(self.url("/health/live")).send().await
+                && resp.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the server did not come up within 30 s");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Runs a `websessions` command with the server's configuration, `stdin` on its input.
+    pub fn command(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_websessions"))
+            .args(args)
+            .envs(&self.env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Creates a user through the CLI, the way an operator creates the first superuser.
+    pub fn create_user(&self, name: &str, password: &str) {
+        let out = self.command(&["user", "create", name], &format!("{password}\n"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Sends SIGTERM and returns the exit status and everything the server logged.
+    pub async fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
+        let output = child.wait_with_output().unwrap();
+        if let Some(db) = self.db.take() {
+            db.drop().await;
+        }
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of the session cookie a response sets, and its whole header.
+pub fn set_cookie(headers: &HeaderMap) -> Option<(String, String)> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{COOKIE}=")))
+        .map(|header| {
+            let value = header[COOKIE.len() + 1..]
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            (value, header.to_owned())
+        })
+}
+
+pub fn cookie_header(credential: &str) -> String {
+    format!("{COOKIE}={credential}")
+}
