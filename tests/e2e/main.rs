@@ -45,6 +45,8 @@ e2e!(
     password_change_rotates_the_credential_and_ends_other_sessions,
     operator_commands_set_passwords_unlock_and_purge,
     sigterm_stops_gracefully_and_the_logs_hold_no_secrets,
+    background_housekeeping_deletes_expired_sessions,
+    a_database_outage_answers_503_and_the_service_recovers_by_itself,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -602,5 +604,88 @@ fn the_openapi_command_prints_the_committed_spec() {
     assert_eq!(
         String::from_utf8(out.stdout).unwrap().trim_end(),
         committed.trim_end()
+    );
+}
+
+async fn session_rows(server: &Server) -> i64 {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = &server.db().conn;
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM sessions",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get("", "n").unwrap()
+}
+
+async fn background_housekeeping_deletes_expired_sessions(backend: Backend) {
+    let settings = [
+        ("WEBSESSIONS_IDLE_TIMEOUT", "1s"),
+        ("WEBSESSIONS_HOUSEKEEPING_INTERVAL", "1s"),
+    ];
+    let Some(server) = Server::start(backend, &settings).await else {
+        return;
+    };
+    new_session(&server).await;
+    assert_eq!(session_rows(&server).await, 1);
+    // Nothing but the server's own housekeeping deletes the row (no purge, no request).
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while session_rows(&server).await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "housekeeping never ran: {}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn a_database_outage_answers_503_and_the_service_recovers_by_itself(backend: Backend) {
+    if matches!(backend, Backend::Sqlite | Backend::Mysql) {
+        // An embedded file cannot go away; MariaDB has no per-database switch to refuse
+        // connections, and stopping the shared server would disturb the other tests.
+        return;
+    }
+    let Some(server) = start(backend).await else {
+        return;
+    };
+    let credential = new_session(&server).await;
+    server
+        .db()
+        .as_admin("ALTER DATABASE {db} ALLOW_CONNECTIONS false")
+        .await;
+    server
+        .db()
+        .as_admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'")
+        .await;
+    for _ in 0..4 {
+        let resp = whoami(&server, Some(&credential), None).await;
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    }
+    let ready = server
+        .http
+        .get(server.url("/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    server
+        .db()
+        .as_admin("ALTER DATABASE {db} ALLOW_CONNECTIONS true")
+        .await;
+    let ready = server
+        .http
+        .get(server.url("/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    assert!(
+        is_valid_cookie(&server, &credential).await,
+        "the session survived the outage"
     );
 }

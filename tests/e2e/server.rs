@@ -2,8 +2,9 @@
 //! to it over real HTTP.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::header::HeaderMap;
@@ -13,6 +14,10 @@ pub const COOKIE: &str = "__Host-websession";
 
 pub struct Server {
     child: Child,
+    /// Everything the server wrote to standard error, drained as it comes so that a full
+    /// pipe never blocks the server.
+    logs: Arc<Mutex<Vec<u8>>>,
+    drain: Option<std::thread::JoinHandle<()>>,
     pub base: String,
     env: HashMap<String, String>,
     pub http: reqwest::Client,
@@ -42,7 +47,7 @@ impl Server {
         for (key, value) in settings {
             env.insert((*key).to_owned(), (*value).to_owned());
         }
-        let child = Command::new(env!("CARGO_BIN_EXE_websessions"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_websessions"))
             .arg("serve")
             .envs(&env)
             .stdin(Stdio::null())
@@ -50,8 +55,22 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let mut stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        let drain = std::thread::spawn(move || {
+            let mut chunk = [0u8; 8192];
+            while let Ok(n) = stderr.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        });
         let server = Self {
             child,
+            logs,
+            drain: Some(drain),
             base: format!("http://127.0.0.1:{port}"),
             env,
             http: reqwest::Client::builder()
@@ -75,6 +94,11 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("the server did not come up within 30 s");
+    }
+
+    /// The server's database.
+    pub fn db(&self) -> &TestDb {
+        self.db.as_ref().unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -110,19 +134,25 @@ impl Server {
         );
     }
 
+    /// What the server has logged so far.
+    pub fn logs(&self) -> String {
+        String::from_utf8_lossy(&self.logs.lock().unwrap()).into_owned()
+    }
+
     /// Sends SIGTERM and returns the exit status and everything the server logged.
     pub async fn stop(mut self) -> (std::process::ExitStatus, String) {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
-        let output = child.wait_with_output().unwrap();
+        let status = self.child.wait().unwrap();
+        // The drain thread ends at end of file, once it has every byte.
+        if let Some(drain) = self.drain.take() {
+            drain.join().unwrap();
+        }
+        let logs = self.logs();
         if let Some(db) = self.db.take() {
             db.drop().await;
         }
-        (
-            output.status,
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        (status, logs)
     }
 }
 
@@ -130,6 +160,9 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(db) = self.db.take() {
+            db.drop_blocking();
+        }
     }
 }
 

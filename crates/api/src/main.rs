@@ -170,7 +170,10 @@ async fn housekeeping(service: Arc<dyn SessionService>, interval: Duration) {
                 tracing::info!(deleted = report.total(), "maintenance");
             }
             Ok(_) => {}
-            Err(error) => tracing::warn!(error = ?error, "maintenance failed"),
+            Err(error) => tracing::warn!(
+                error = format!("{:#}", anyhow::Error::from(error)),
+                "maintenance failed"
+            ),
         }
     }
 }

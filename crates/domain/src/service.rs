@@ -442,7 +442,7 @@ impl SessionService for Sessions {
         // R6: "perform periodic maintenance, as this is a good time". The logout itself has
         // happened; a failing purge is reported but does not undo it.
         if let Err(error) = self.maintain().await {
-            tracing::warn!(error = ?error, "maintenance after logout failed");
+            tracing::warn!(error = %error, "maintenance after logout failed");
         }
         Ok(())
     }

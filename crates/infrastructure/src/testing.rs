@@ -119,15 +119,58 @@ impl TestDb {
         })
     }
 
+    /// Runs `sql` (with `{db}` replaced by this database's name) on the server's admin
+    /// database, for tests that take their database away; `false` on SQLite, which has no
+    /// server.
+    pub async fn as_admin(&self, sql: &str) -> bool {
+        let Cleanup::Server { admin_url, name } = &self.cleanup else {
+            return false;
+        };
+        let admin = admin(admin_url).await;
+        admin
+            .execute_unprepared(&sql.replace("{db}", name))
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        admin.close().await.ok();
+        true
+    }
+
     /// Drops the database (on failure the panic skips this; the names are unique).
     pub async fn drop(self) {
         self.conn.close().await.ok();
-        match self.cleanup {
+        self.cleanup.run().await;
+    }
+
+    /// Drops the database from synchronous code (a `Drop` impl), even inside an async
+    /// runtime: the pool is abandoned, not closed (closing would need the caller's runtime,
+    /// which is blocked here), and a thread with its own runtime drops the database,
+    /// forcibly on PostgreSQL.
+    pub fn drop_blocking(self) {
+        let cleanup = self.cleanup;
+        drop(self.conn);
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|runtime| runtime.block_on(cleanup.run()))
+        })
+        .join();
+    }
+}
+
+impl Cleanup {
+    async fn run(self) {
+        match self {
             Cleanup::File(dir) => drop(dir),
             Cleanup::Server { admin_url, name } => {
                 let admin = admin(&admin_url).await;
+                let force = if admin_url.starts_with("postgres") {
+                    " WITH (FORCE)"
+                } else {
+                    ""
+                };
                 admin
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}{force}"))
                     .await
                     .ok();
                 admin.close().await.ok();

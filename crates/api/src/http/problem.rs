@@ -56,6 +56,9 @@ pub enum ApiError {
     /// Unknown resource.
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
+    /// The path exists but does not take that method.
+    #[oai(status = 405, content_type = "application/problem+json")]
+    MethodNotAllowed(Json<Problem>),
     /// The name is taken.
     #[oai(status = 409, content_type = "application/problem+json")]
     Conflict(Json<Problem>),
@@ -131,10 +134,13 @@ impl ApiError {
             StatusCode::PAYLOAD_TOO_LARGE => Self::too_large("the body is larger than 16 KiB"),
             StatusCode::UNAUTHORIZED => Self::no_session(None),
             StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable(json(status, "try again later")),
-            s if s.is_client_error() => Self::BadRequest(json(
-                s,
-                "the request does not match the documented method, parameters or JSON body",
+            StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed(json(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this path does not take that method",
             )),
+            s if s.is_client_error() => Self::bad_request(
+                "the request does not match the documented parameters or JSON body",
+            ),
             s => {
                 tracing::error!(status = s.as_u16(), "request failed before its handler");
                 Self::Internal(json(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
@@ -147,14 +153,14 @@ impl From<InfraError> for ApiError {
     fn from(error: InfraError) -> Self {
         match error {
             InfraError::Unavailable(source) => {
-                tracing::warn!(error = ?source, "database unavailable");
+                tracing::warn!(error = format!("{source:#}"), "database unavailable");
                 Self::Unavailable(json(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the database is unavailable; try again later",
                 ))
             }
             InfraError::Unexpected(source) => {
-                tracing::error!(error = ?source, "unexpected failure");
+                tracing::error!(error = format!("{source:#}"), "unexpected failure");
                 Self::Internal(json(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
             }
         }

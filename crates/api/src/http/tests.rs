@@ -266,8 +266,7 @@ async fn malformed_bodies_get_a_4xx_problem_and_never_reach_the_service() {
     let resp = client.get("/v1/no-such-route").send().await;
     assert_problem(resp, StatusCode::NOT_FOUND).await;
     let resp = client.delete("/v1/session").send().await;
-    assert!(resp.0.status().is_client_error());
-    assert_eq!(header(&resp, "cache-control").as_deref(), Some("no-store"));
+    assert_problem(resp, StatusCode::METHOD_NOT_ALLOWED).await;
 }
 
 #[tokio::test]
