@@ -134,6 +134,17 @@ impl Server {
         );
     }
 
+    /// Creates a superuser through the CLI.
+    pub fn create_superuser(&self, name: &str, password: &str) {
+        let args = ["user", "create", name, "--superuser"];
+        let out = self.command(&args, &format!("{password}\n"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// What the server has logged so far.
     pub fn logs(&self) -> String {
         String::from_utf8_lossy(&self.logs.lock().unwrap()).into_owned()

@@ -6,16 +6,17 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::{Context as _, bail};
 use async_trait::async_trait;
 use clap::Parser;
 use poem::Server;
 use poem::listener::TcpListener;
 use websessions_api::cli::{Cli, Command, UserCommand};
 use websessions_api::config::Config;
-use websessions_api::http::{self, EdgeSettings, Readiness, SessionApi};
+use websessions_api::http::{self, Context, EdgeSettings, Readiness};
+use websessions_api::metrics::Metrics;
 use websessions_api::telemetry;
-use websessions_domain::ports::NoEvents;
+use websessions_domain::ports::{Events, NoEvents};
 use websessions_domain::{Password, Ports, SessionService, Sessions};
 use websessions_infrastructure::{
     Argon2Hasher, DatabaseConnection, OsTokens, PoolOptions, SeaLockouts, SeaSessions, SeaUsers,
@@ -46,8 +47,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Openapi => {
             // The document depends only on the API's types: no database is opened.
-            let api = session_api(&config, DatabaseConnection::default())?;
-            println!("{}", http::openapi(api).spec());
+            let ctx = context(&config, DatabaseConnection::default())?;
+            println!("{}", http::openapi(ctx).spec());
         }
         Command::Migrate => {
             open(&config).await?;
@@ -55,12 +56,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Serve => serve(config).await?,
         Command::Purge => {
-            let service = service(&config, open(&config).await?)?;
+            let service = service(&config, open(&config).await?, Arc::new(NoEvents))?;
             let report = service.maintain().await?;
             println!("{}", report.total());
         }
         Command::User(command) => {
-            let service = service(&config, open(&config).await?)?;
+            let service = service(&config, open(&config).await?, Arc::new(NoEvents))?;
             match command {
                 UserCommand::Create { name, superuser } => {
                     let password = read_password()?;
@@ -92,7 +93,11 @@ async fn open(config: &Config) -> anyhow::Result<DatabaseConnection> {
     Ok(db)
 }
 
-fn service(config: &Config, db: DatabaseConnection) -> anyhow::Result<Arc<Sessions>> {
+fn service(
+    config: &Config,
+    db: DatabaseConnection,
+    events: Arc<dyn Events>,
+) -> anyhow::Result<Arc<Sessions>> {
     let hasher = Argon2Hasher::owasp().context("cannot set up password hashing")?;
     let ports = Ports {
         sessions: Arc::new(SeaSessions::new(db.clone())),
@@ -101,7 +106,7 @@ fn service(config: &Config, db: DatabaseConnection) -> anyhow::Result<Arc<Sessio
         hasher: Arc::new(hasher),
         tokens: Arc::new(OsTokens),
         clock: Arc::new(SystemClock),
-        events: Arc::new(NoEvents),
+        events,
     };
     Ok(Arc::new(Sessions::new(
         ports,
@@ -110,9 +115,11 @@ fn service(config: &Config, db: DatabaseConnection) -> anyhow::Result<Arc<Sessio
     )))
 }
 
-fn session_api(config: &Config, db: DatabaseConnection) -> anyhow::Result<SessionApi> {
-    Ok(SessionApi {
-        service: service(config, db.clone())?,
+/// The server's context: the service reports to the same metrics `/metrics` shows.
+fn context(config: &Config, db: DatabaseConnection) -> anyhow::Result<Arc<Context>> {
+    let metrics = Arc::new(Metrics::new());
+    Ok(Arc::new(Context {
+        service: service(config, db.clone(), metrics.clone())?,
         readiness: Arc::new(DatabaseReadiness(db)),
         edge: Arc::new(EdgeSettings {
             cookie: config.cookie.clone(),
@@ -121,7 +128,8 @@ fn session_api(config: &Config, db: DatabaseConnection) -> anyhow::Result<Sessio
             token_length: config.policy.token_length,
         }),
         policy: config.policy.clone(),
-    })
+        metrics,
+    }))
 }
 
 /// Ready while the database answers a ping within two seconds.
@@ -139,16 +147,16 @@ impl Readiness for DatabaseReadiness {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let db = open(&config).await?;
-    let api = session_api(&config, db)?;
+    let ctx = context(&config, db)?;
     let housekeeping = tokio::spawn(housekeeping(
-        api.service.clone(),
+        ctx.service.clone(),
         config.housekeeping_interval,
     ));
     let listener = TcpListener::bind(config.listen);
     tracing::info!(listen = %config.listen, "serving");
     let served = Server::new(listener)
         .run_with_graceful_shutdown(
-            http::app(api),
+            http::app(ctx),
             shutdown_signal(),
             Some(Duration::from_secs(30)),
         )

@@ -99,6 +99,10 @@ pub trait SessionService: Send + Sync {
     /// Ends one session by id (an operator's revocation); whether a live one ended.
     async fn revoke(&self, id: SessionId) -> Result<bool, InfraError>;
 
+    /// Ends one of `owner`'s valid sessions; `false` (never an error) when the id is unknown,
+    /// not valid, or another user's, so that ids cannot be probed.
+    async fn end_own_session(&self, owner: UserId, id: SessionId) -> Result<bool, InfraError>;
+
     /// Ends a user's sessions, except `except`; how many ended.
     async fn end_user_sessions(
         &self,
@@ -562,6 +566,27 @@ impl SessionService for Sessions {
 
     async fn revoke(&self, id: SessionId) -> Result<bool, InfraError> {
         let ended = self.ports.sessions.end(id, None).await?;
+        if ended {
+            self.ports.events.sessions_ended(EndCause::Revoked, 1);
+        }
+        Ok(ended)
+    }
+
+    async fn end_own_session(&self, owner: UserId, id: SessionId) -> Result<bool, InfraError> {
+        let now = self.ports.clock.now();
+        let Some(record) = self.ports.sessions.find(id).await? else {
+            return Ok(false);
+        };
+        let owned = record.user.as_ref().is_some_and(|u| u.id == owner)
+            && self.policy.cutoffs(now).admits(
+                record.last_activity_at,
+                record.created_at,
+                record.authenticated_at,
+            );
+        let Some(hash) = record.token_hash.filter(|_| owned) else {
+            return Ok(false);
+        };
+        let ended = self.ports.sessions.end(id, Some(hash)).await?;
         if ended {
             self.ports.events.sessions_ended(EndCause::Revoked, 1);
         }

@@ -1008,3 +1008,35 @@ async fn r13_without_a_session_there_is_no_data() {
     let (service, _) = Harness::new().build();
     assert_eq!(service.data(&nobody()).await.unwrap(), None);
 }
+
+// ---- self-service ending ----
+
+#[tokio::test]
+async fn ending_an_own_session_ends_it_with_its_current_token() {
+    let mut h = Harness::new().with_session(alices_session());
+    h.sessions
+        .expect_end()
+        .with(eq(sid(1)), eq(Some(token(1).hash())))
+        .times(1)
+        .returning(|_, _| Ok(true));
+    let (service, events) = h.build();
+    assert!(service.end_own_session(UserId(7), sid(1)).await.unwrap());
+    assert_eq!(events.take(), ["ended:revoked:1"]);
+}
+
+#[tokio::test]
+async fn another_users_unknown_or_expired_session_is_not_ended_and_looks_the_same() {
+    let mut expired = alices_session();
+    expired.id = sid(2);
+    expired.last_activity_at = NOW - Duration::hours(1);
+    let mut h = Harness::new()
+        .with_session(alices_session())
+        .with_session(expired);
+    h.sessions.expect_find().returning(|_| Ok(None));
+    // No expect_end: ending anything would panic the mock.
+    let (service, events) = h.build();
+    assert!(!service.end_own_session(UserId(8), sid(1)).await.unwrap());
+    assert!(!service.end_own_session(UserId(7), sid(2)).await.unwrap());
+    assert!(!service.end_own_session(UserId(7), sid(3)).await.unwrap());
+    assert!(events.take().is_empty());
+}

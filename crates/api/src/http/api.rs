@@ -5,10 +5,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use poem::Request;
 use poem_openapi::payload::Json;
+use poem_openapi::payload::PlainText;
 use poem_openapi::{ApiResponse, OpenApi, SecurityScheme, Tags, auth};
 use websessions_domain::{
-    Issued, LoginAttempt, Password, Presented, SessionKind, SessionPolicy, SessionService,
+    Issued, LoginAttempt, Password, Presented, SessionKind, SessionPolicy, SessionRecord,
+    SessionService, SessionUser,
 };
+
+use crate::metrics::Metrics;
 
 use super::edge::{Carrier, EdgeSettings, clear_cookie, presented, set_cookie};
 use super::model::{Health, Kind, LoginRequest, PasswordChange, SessionView};
@@ -21,11 +25,11 @@ pub trait Readiness: Send + Sync {
 }
 
 #[derive(Tags)]
-enum Tag {
+pub(crate) enum Tag {
     /// Starting, recognising, logging into and out of a session.
     Session,
-    /// Liveness and readiness for orchestrators.
-    Health,
+    /// Liveness, readiness and metrics for operators.
+    Operations,
 }
 
 /// The session cookie a browser holds (its name is the default; operators may change it).
@@ -91,6 +95,17 @@ pub(crate) enum DataAnswer {
     Ok(Json<serde_json::Value>),
 }
 
+/// Prometheus text.
+#[derive(ApiResponse)]
+pub(crate) enum MetricsAnswer {
+    /// The metrics, in Prometheus text format 0.0.4.
+    #[oai(
+        status = 200,
+        content_type = "text/plain; version=0.0.4; charset=utf-8"
+    )]
+    Ok(PlainText<String>),
+}
+
 /// Liveness or readiness.
 #[derive(ApiResponse)]
 pub(crate) enum HealthAnswer {
@@ -102,38 +117,64 @@ pub(crate) enum HealthAnswer {
     Unavailable(Json<Health>),
 }
 
-type Answer<T> = Result<T, ApiError>;
+pub(crate) type Answer<T> = Result<T, ApiError>;
 
-/// The session holder's API.
-pub struct SessionApi {
+/// What every endpoint works with.
+pub struct Context {
     pub service: Arc<dyn SessionService>,
     pub readiness: Arc<dyn Readiness>,
     pub edge: Arc<EdgeSettings>,
     pub policy: SessionPolicy,
+    pub metrics: Arc<Metrics>,
 }
 
-impl std::fmt::Debug for SessionApi {
+impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionApi")
+        f.debug_struct("Context")
             .field("edge", &self.edge)
             .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
 }
 
-impl SessionApi {
-    fn presented(&self, req: &Request) -> (Presented, Carrier) {
+impl Context {
+    pub(crate) fn presented(&self, req: &Request) -> (Presented, Carrier) {
         presented(req, &self.edge)
     }
 
     /// 401, clearing the cookie when the invalid credential came in one.
-    fn no_session(&self, carrier: Carrier) -> ApiError {
+    pub(crate) fn no_session(&self, carrier: Carrier) -> ApiError {
         ApiError::no_session((carrier == Carrier::Cookie).then(|| clear_cookie(&self.edge.cookie)))
     }
 
-    fn view(&self, issued: &Issued, carrier_kind: SessionKind) -> SessionAnswer {
+    /// The presented valid session of a logged-in user (401 otherwise).
+    pub(crate) async fn logged_in(&self, req: &Request) -> Answer<(SessionRecord, SessionUser)> {
+        let (presented, carrier) = self.presented(req);
+        let record = self
+            .service
+            .recognise(&presented)
+            .await?
+            .ok_or_else(|| self.no_session(carrier))?;
+        let user = record
+            .user
+            .clone()
+            .ok_or_else(|| ApiError::unauthorized("a logged-in session is needed", None))?;
+        Ok((record, user))
+    }
+
+    /// The presented valid session of a superuser (401 without one, 403 for other users).
+    pub(crate) async fn superuser(&self, req: &Request) -> Answer<SessionUser> {
+        let (_, user) = self.logged_in(req).await?;
+        if user.superuser {
+            Ok(user)
+        } else {
+            Err(ApiError::forbidden("a superuser is needed"))
+        }
+    }
+
+    fn view(&self, issued: &Issued, kind: SessionKind) -> SessionAnswer {
         let mut view = SessionView::new(&issued.session, &self.policy);
-        let cookie = match (&issued.credential, carrier_kind) {
+        let cookie = match (&issued.credential, kind) {
             (Some(credential), SessionKind::Browser) => {
                 Some(set_cookie(&self.edge.cookie, credential))
             }
@@ -147,6 +188,12 @@ impl SessionApi {
     }
 }
 
+/// The session holder's API, health and metrics.
+#[derive(Debug)]
+pub struct SessionApi {
+    pub ctx: Arc<Context>,
+}
+
 #[OpenApi]
 impl SessionApi {
     /// Start a session
@@ -155,12 +202,12 @@ impl SessionApi {
     /// browser session bound to the client's address and sets its cookie (201).
     #[oai(path = "/v1/session", method = "post", tag = "Tag::Session")]
     async fn start(&self, req: &Request, _auth: SessionAuth) -> Answer<SessionAnswer> {
-        let (presented, _) = self.presented(req);
-        let issued = self.service.start(&presented).await?;
-        let view = Json(SessionView::new(&issued.session, &self.policy));
+        let (presented, _) = self.ctx.presented(req);
+        let issued = self.ctx.service.start(&presented).await?;
+        let view = Json(SessionView::new(&issued.session, &self.ctx.policy));
         Ok(match &issued.credential {
             Some(credential) => {
-                SessionAnswer::Created(view, set_cookie(&self.edge.cookie, credential))
+                SessionAnswer::Created(view, set_cookie(&self.ctx.edge.cookie, credential))
             }
             None => SessionAnswer::Ok(view, None),
         })
@@ -172,13 +219,13 @@ impl SessionApi {
     /// a gateway makes on every request. It never creates a session.
     #[oai(path = "/v1/session", method = "get", tag = "Tag::Session")]
     async fn current(&self, req: &Request, _auth: SessionAuth) -> Answer<SessionAnswer> {
-        let (presented, carrier) = self.presented(req);
-        match self.service.recognise(&presented).await? {
+        let (presented, carrier) = self.ctx.presented(req);
+        match self.ctx.service.recognise(&presented).await? {
             Some(record) => Ok(SessionAnswer::Ok(
-                Json(SessionView::new(&record, &self.policy)),
+                Json(SessionView::new(&record, &self.ctx.policy)),
                 None,
             )),
-            None => Err(self.no_session(carrier)),
+            None => Err(self.ctx.no_session(carrier)),
         }
     }
 
@@ -197,7 +244,7 @@ impl SessionApi {
         body: Json<LoginRequest>,
         _auth: SessionAuth,
     ) -> Answer<SessionAnswer> {
-        let (presented, _) = self.presented(req);
+        let (presented, _) = self.ctx.presented(req);
         let LoginRequest {
             username,
             password,
@@ -209,8 +256,8 @@ impl SessionApi {
             password: Password::new(password),
             kind,
         };
-        let issued = self.service.login(&presented, attempt).await?;
-        Ok(self.view(&issued, kind))
+        let issued = self.ctx.service.login(&presented, attempt).await?;
+        Ok(self.ctx.view(&issued, kind))
     }
 
     /// Log out
@@ -219,9 +266,9 @@ impl SessionApi {
     /// valid session was presented.
     #[oai(path = "/v1/session/logout", method = "post", tag = "Tag::Session")]
     async fn logout(&self, req: &Request, _auth: SessionAuth) -> Answer<Done> {
-        let (presented, _) = self.presented(req);
-        self.service.logout(&presented).await?;
-        Ok(Done::NoContent(clear_cookie(&self.edge.cookie)))
+        let (presented, _) = self.ctx.presented(req);
+        self.ctx.service.logout(&presented).await?;
+        Ok(Done::NoContent(clear_cookie(&self.ctx.edge.cookie)))
     }
 
     /// Read the client state
@@ -230,12 +277,12 @@ impl SessionApi {
     /// logout.
     #[oai(path = "/v1/session/data", method = "get", tag = "Tag::Session")]
     async fn data(&self, req: &Request, _auth: SessionAuth) -> Answer<DataAnswer> {
-        let (presented, carrier) = self.presented(req);
-        match self.service.data(&presented).await? {
+        let (presented, carrier) = self.ctx.presented(req);
+        match self.ctx.service.data(&presented).await? {
             Some(data) => Ok(DataAnswer::Ok(Json(serde_json::Value::Object(
                 data.into_object(),
             )))),
-            None => Err(self.no_session(carrier)),
+            None => Err(self.ctx.no_session(carrier)),
         }
     }
 
@@ -250,17 +297,17 @@ impl SessionApi {
         body: Json<serde_json::Value>,
         _auth: SessionAuth,
     ) -> Answer<DataAnswer> {
-        let (presented, carrier) = self.presented(req);
+        let (presented, carrier) = self.ctx.presented(req);
         let serde_json::Value::Object(object) = body.0 else {
             return Err(ApiError::unprocessable(
                 "session data must be a JSON object",
             ));
         };
-        match self.service.set_data(&presented, object).await {
+        match self.ctx.service.set_data(&presented, object).await {
             Ok(data) => Ok(DataAnswer::Ok(Json(serde_json::Value::Object(
                 data.into_object(),
             )))),
-            Err(websessions_domain::SetDataError::NoSession) => Err(self.no_session(carrier)),
+            Err(websessions_domain::SetDataError::NoSession) => Err(self.ctx.no_session(carrier)),
             Err(other) => Err(other.into()),
         }
     }
@@ -277,12 +324,13 @@ impl SessionApi {
         body: Json<PasswordChange>,
         _auth: SessionAuth,
     ) -> Answer<SessionAnswer> {
-        let (presented, _) = self.presented(req);
+        let (presented, _) = self.ctx.presented(req);
         let PasswordChange {
             current_password,
             new_password,
         } = body.0;
         let issued = self
+            .ctx
             .service
             .change_password(
                 &presented,
@@ -290,25 +338,34 @@ impl SessionApi {
                 Password::new(new_password),
             )
             .await?;
-        Ok(self.view(&issued, issued.session.kind))
+        Ok(self.ctx.view(&issued, issued.session.kind))
     }
 
     /// Liveness
     ///
     /// 200 while the process serves requests.
-    #[oai(path = "/health/live", method = "get", tag = "Tag::Health")]
+    #[oai(path = "/health/live", method = "get", tag = "Tag::Operations")]
     async fn live(&self) -> HealthAnswer {
         HealthAnswer::Ok(Json(Health {
             status: "ok".into(),
         }))
     }
 
+    /// Metrics
+    ///
+    /// Prometheus text exposition: logins by result, lockouts, sessions started by kind and
+    /// ended by cause, rows purged, and request latency by route.
+    #[oai(path = "/metrics", method = "get", tag = "Tag::Operations")]
+    async fn metrics(&self) -> MetricsAnswer {
+        MetricsAnswer::Ok(PlainText(self.ctx.metrics.render()))
+    }
+
     /// Readiness
     ///
     /// 200 while the database answers; 503 while it does not.
-    #[oai(path = "/health/ready", method = "get", tag = "Tag::Health")]
+    #[oai(path = "/health/ready", method = "get", tag = "Tag::Operations")]
     async fn ready(&self) -> HealthAnswer {
-        if self.readiness.ready().await {
+        if self.ctx.readiness.ready().await {
             HealthAnswer::Ok(Json(Health {
                 status: "ok".into(),
             }))

@@ -1,6 +1,7 @@
 //! The HTTP server: routes, the OpenAPI document, and the middleware every request passes.
 //! It depends on the domain's `SessionService`, never on a concrete adapter.
 
+mod account;
 mod api;
 mod edge;
 mod model;
@@ -11,22 +12,31 @@ mod tests;
 use std::sync::Arc;
 use std::time::Instant;
 
+use poem::PathPattern;
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::middleware::CookieJarManager;
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
 use poem_openapi::OpenApiService;
 
-pub use api::{Readiness, SessionApi};
+use crate::metrics::Metrics;
+
+pub use account::AccountApi;
+pub use api::{Context, Readiness, SessionApi};
 pub use edge::EdgeSettings;
 pub use problem::{ApiError, Problem};
 
 /// Largest request body accepted on `/v1` (R13's 16 KiB bounds every body).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// The OpenAPI service for `api`; its document is the one committed in `openapi/`.
-pub fn openapi(api: SessionApi) -> OpenApiService<SessionApi, ()> {
-    OpenApiService::new(api, "websessions", env!("CARGO_PKG_VERSION")).description(
-        "Server-side web sessions: start, recognise, log into and out of sessions. \
+/// The API's endpoints, as one OpenAPI service.
+pub type Apis = (SessionApi, AccountApi);
+
+/// The OpenAPI service over `ctx`; its document is the one committed in `openapi/`.
+pub fn openapi(ctx: Arc<Context>) -> OpenApiService<Apis, ()> {
+    let apis = (SessionApi { ctx: ctx.clone() }, AccountApi { ctx });
+    OpenApiService::new(apis, "websessions", env!("CARGO_PKG_VERSION")).description(
+        "Server-side web sessions: start, recognise, log into and out of sessions; list \
+             and end one's own sessions; superusers manage every session and user account. \
              Browsers hold the credential in an HttpOnly cookie; API clients send it as \
              `Authorization: Bearer <id>.<token>`. Errors are RFC 9457 problem details, and \
              every /v1 answer carries `Cache-Control: no-store`.",
@@ -34,9 +44,10 @@ pub fn openapi(api: SessionApi) -> OpenApiService<SessionApi, ()> {
 }
 
 /// The whole application: the API, its document at `/openapi.json` and `/docs`.
-pub fn app(api: SessionApi) -> impl Endpoint {
-    let edge = api.edge.clone();
-    let service = openapi(api);
+pub fn app(ctx: Arc<Context>) -> impl Endpoint {
+    let edge = ctx.edge.clone();
+    let metrics = ctx.metrics.clone();
+    let service = openapi(ctx);
     let spec = service.spec_endpoint();
     let docs = service.swagger_ui();
     Route::new()
@@ -46,7 +57,7 @@ pub fn app(api: SessionApi) -> impl Endpoint {
         // The documented cookie security scheme reads the cookie jar; the credential itself
         // is read from the raw headers (edge.rs).
         .with(CookieJarManager::new())
-        .around(move |endpoint, req| guard(endpoint, req, edge.clone()))
+        .around(move |endpoint, req| guard(endpoint, req, edge.clone(), metrics.clone()))
 }
 
 fn problem_response(error: ApiError) -> Response {
@@ -60,6 +71,7 @@ async fn guard<E: Endpoint>(
     endpoint: Arc<E>,
     mut req: Request,
     edge: Arc<EdgeSettings>,
+    metrics: Arc<Metrics>,
 ) -> poem::Result<Response> {
     let started = Instant::now();
     let method = req.method().clone();
@@ -76,7 +88,14 @@ async fn guard<E: Endpoint>(
             Ok(output) => output.into_response(),
             // A handler's `Err(ApiError)` arrives as an error built from its response: keep
             // it. Anything else (unknown route, unparsable JSON, ...) becomes a problem.
-            Err(error) if error.is_from_response() => error.into_response(),
+            Err(error) if error.is_from_response() => {
+                let pattern = error.data::<PathPattern>().cloned();
+                let mut response = error.into_response();
+                if let Some(pattern) = pattern {
+                    response.set_data(pattern);
+                }
+                response
+            }
             Err(error) => problem_response(ApiError::for_status(error.status())),
         }
     };
@@ -85,6 +104,16 @@ async fn guard<E: Endpoint>(
             .headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
+    // The route template, never the raw path: ids and usernames stay out of label values.
+    let route = response
+        .data::<PathPattern>()
+        .map_or("unmatched", |pattern| &pattern.0);
+    metrics.observe_request(
+        route,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     tracing::info!(
         %method,
         path,

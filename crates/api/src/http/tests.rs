@@ -14,8 +14,9 @@ use websessions_domain::{
     Token, TokenLength, UserId, Username,
 };
 
-use super::{EdgeSettings, Readiness, SessionApi, app, openapi};
+use super::{Context, EdgeSettings, Readiness, app, openapi};
 use crate::config::{CookieSettings, SameSite};
+use crate::metrics::Metrics;
 
 const NOW: OffsetDateTime = datetime!(2026-05-01 10:00 UTC);
 const COOKIE: &str = "__Host-websession";
@@ -42,13 +43,14 @@ fn edge() -> EdgeSettings {
     }
 }
 
-fn api(service: MockSessionService, ready: bool) -> SessionApi {
-    SessionApi {
+fn api(service: MockSessionService, ready: bool) -> Arc<Context> {
+    Arc::new(Context {
         service: Arc::new(service),
         readiness: Arc::new(Ready(ready)),
         edge: Arc::new(edge()),
         policy: SessionPolicy::default(),
-    }
+        metrics: Arc::new(Metrics::new()),
+    })
 }
 
 fn client(service: MockSessionService) -> TestClient<impl poem::Endpoint> {
