@@ -30,3 +30,7 @@ ci:
 # Regenerate the committed OpenAPI document from the code.
 openapi:
     cargo run -q -p websessions-api -- openapi > openapi/openapi.json
+
+# Load benchmark of the hot path with its baselines (needs local PostgreSQL; installs wrk).
+bench:
+    python3 tests/bench/bench.py

@@ -39,7 +39,7 @@ impl Server {
             ("WEBSESSIONS_DATABASE_URL", db.url.as_str()),
             ("WEBSESSIONS_LISTEN", &format!("127.0.0.1:{port}")),
             ("WEBSESSIONS_LOG_FORMAT", "json"),
-            ("RUST_LOG", "info"),
+            ("RUST_LOG", "debug,sea_orm=warn,sqlx=warn"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -22,6 +22,9 @@ pub struct ConfigArgs {
         hide_env_values = true
     )]
     pub database_url: String,
+    /// Largest number of database connections the server holds.
+    #[arg(long, env = "WEBSESSIONS_DATABASE_MAX_CONNECTIONS", default_value = "10", global = true)]
+    pub database_max_connections: String,
     /// Address to listen on.
     #[arg(
         long,
@@ -193,6 +196,7 @@ pub struct CookieSettings {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub database_url: String,
+    pub database_max_connections: u32,
     pub listen: SocketAddr,
     pub policy: SessionPolicy,
     pub lockout: LockoutPolicy,
@@ -368,8 +372,24 @@ impl ConfigArgs {
                 ));
             }
         };
+        let database_max_connections = self
+            .database_max_connections
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                bad(
+                    "WEBSESSIONS_DATABASE_MAX_CONNECTIONS",
+                    format!(
+                        "{:?}: expected a whole number from 1 to 1000",
+                        self.database_max_connections
+                    ),
+                )
+            })?;
         Ok(Config {
             database_url: self.database_url.clone(),
+            database_max_connections,
             listen,
             policy: SessionPolicy {
                 idle_timeout,
@@ -492,6 +512,7 @@ mod tests {
             ),
             (&["--listen", "localhost"], "WEBSESSIONS_LISTEN"),
             (&["--log-format", "xml"], "WEBSESSIONS_LOG_FORMAT"),
+            (&["--database-max-connections", "0"], "WEBSESSIONS_DATABASE_MAX_CONNECTIONS"),
         ] {
             let error = parse(flags).unwrap_err();
             assert_eq!(error.variable, variable, "{flags:?}");

@@ -86,7 +86,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 /// Opens the database and applies pending migrations (every command that touches data runs
 /// on the current schema).
 async fn open(config: &Config) -> anyhow::Result<DatabaseConnection> {
-    let db = connect(&config.database_url, &PoolOptions::default())
+    let pool = PoolOptions {
+        max_connections: config.database_max_connections,
+        ..PoolOptions::default()
+    };
+    let db = connect(&config.database_url, &pool)
         .await
         .context("cannot open the database (WEBSESSIONS_DATABASE_URL)")?;
     migrate(&db).await.context("cannot migrate the database")?;
@@ -169,7 +173,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
 /// R8: maintenance every `interval`; a failure is logged and retried at the next tick.
 async fn housekeeping(service: Arc<dyn SessionService>, interval: Duration) {
-    let mut ticks = tokio::time::interval(interval);
+    // The first run comes one interval after start, not at once: a restart is no reason to
+    // purge, and a batch of restarts should not purge together.
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;

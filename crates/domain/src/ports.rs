@@ -119,6 +119,19 @@ pub trait SessionRepository: Send + Sync {
         now: OffsetDateTime,
     ) -> Result<bool, InfraError>;
 
+    /// R2 and R3 at once, for `touch_interval = 0`: sets `last_activity_at = now` only while
+    /// the row holds `token_hash`, is valid under `cutoffs` and, when `ip` is given, was
+    /// created from `ip`; returns the touched session, or `None` when nothing matched. Where
+    /// the backend allows (PostgreSQL) this MUST be one statement.
+    async fn touch_and_find(
+        &self,
+        id: SessionId,
+        token_hash: TokenHash,
+        cutoffs: Cutoffs,
+        ip: Option<ClientIp>,
+        now: OffsetDateTime,
+    ) -> Result<Option<SessionRecord>, InfraError>;
+
     /// In one transaction (R5e): sets the user's `last_login_at` (serialising concurrent logins
     /// of one user), binds `user` and the new token to the target (creating a session when the
     /// target is `New` or no longer matches), sets `authenticated_at = last_activity_at = now`,

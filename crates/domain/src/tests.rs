@@ -287,15 +287,43 @@ async fn r3_touch_is_written_once_the_interval_has_passed_and_is_conditional() {
 }
 
 #[tokio::test]
-async fn r3_touch_interval_zero_writes_on_every_request() {
-    let mut h = Harness::new().with_session(session(1, 1, Duration::ZERO));
+async fn r3_touch_interval_zero_writes_and_reads_in_one_conditional_call() {
+    let mut h = Harness::new();
     h.policy.touch_interval = Duration::ZERO;
+    let cutoffs = h.policy.cutoffs(NOW);
+    let mut touched = session(1, 1, Duration::ZERO);
+    touched.last_activity_at = NOW;
+    let returned = touched.clone();
+    // No expect_find: the write is the read.
     h.sessions
-        .expect_touch()
+        .expect_touch_and_find()
+        .withf(move |id, hash, c, ip, now| {
+            *id == sid(1)
+                && *hash == token(1).hash()
+                && *c == cutoffs
+                && *ip == Some(self::ip("192.0.2.1"))
+                && *now == NOW
+        })
         .times(1)
-        .returning(|_, _, _, _| Ok(true));
+        .returning(move |_, _, _, _, _| Ok(Some(returned.clone())));
     let (service, _) = h.build();
-    assert!(service.recognise(&presented(1, 1)).await.unwrap().is_some());
+    assert_eq!(
+        service.recognise(&presented(1, 1)).await.unwrap(),
+        Some(touched)
+    );
+}
+
+#[tokio::test]
+async fn r3_touch_interval_zero_leaves_the_ip_out_when_check_ip_is_off() {
+    let mut h = Harness::new();
+    h.policy.touch_interval = Duration::ZERO;
+    h.policy.check_ip = false;
+    h.sessions
+        .expect_touch_and_find()
+        .withf(|_, _, _, ip, _| ip.is_none())
+        .returning(|_, _, _, _, _| Ok(None));
+    let (service, _) = h.build();
+    assert_eq!(service.recognise(&presented(1, 1)).await.unwrap(), None);
 }
 
 #[tokio::test]

@@ -4,8 +4,9 @@
 use async_trait::async_trait;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait, UpdateMany,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend,
+    EntityTrait, FromQueryResult, JoinType, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    RelationTrait, Statement, TransactionTrait, UpdateMany,
 };
 use time::OffsetDateTime;
 use websessions_domain::ports::{
@@ -108,36 +109,60 @@ pub(crate) async fn end_for_user_in<C: ConnectionTrait>(
     Ok(result.rows_affected)
 }
 
-fn record(
-    session: sessions::Model,
-    user: Option<users::Model>,
-) -> Result<SessionRecord, InfraError> {
-    let user = user
-        .map(|u| {
-            Ok::<_, InfraError>(SessionUser {
-                id: UserId(u.id),
-                username: Username::parse(&u.username).map_err(|_| corrupt("username"))?,
-                superuser: u.superuser,
-            })
-        })
-        .transpose()?;
+/// What recognition reads: the session without its client state, and its user's identity
+/// (never the password hash).
+#[derive(Debug, FromQueryResult)]
+struct SessionRow {
+    id: i64,
+    token_hash: Option<Vec<u8>>,
+    ip_address: String,
+    kind: String,
+    user_id: Option<i64>,
+    created_at: i64,
+    authenticated_at: Option<i64>,
+    last_activity_at: i64,
+    username: Option<String>,
+    superuser: Option<bool>,
+}
+
+/// The hot path's one statement, prebuilt per backend (no query building per request).
+const FIND_COLUMNS: &str = "SELECT s.id, s.token_hash, s.ip_address, s.kind, s.user_id, \
+     s.created_at, s.authenticated_at, s.last_activity_at, u.username, u.superuser \
+     FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = ";
+
+fn find_statement(backend: DbBackend, id: SessionId) -> Statement {
+    let placeholder = match backend {
+        DbBackend::Postgres => "$1",
+        _ => "?",
+    };
+    Statement::from_sql_and_values(
+        backend,
+        format!("{FIND_COLUMNS}{placeholder}"),
+        [id.get().into()],
+    )
+}
+
+fn record(row: SessionRow) -> Result<SessionRecord, InfraError> {
+    let user = match (row.user_id, row.username) {
+        (Some(id), Some(username)) => Some(SessionUser {
+            id: UserId(id),
+            username: Username::parse(&username).map_err(|_| corrupt("username"))?,
+            superuser: row.superuser.unwrap_or(false),
+        }),
+        _ => None,
+    };
     Ok(SessionRecord {
-        id: SessionId::new(session.id).ok_or_else(|| corrupt("session id"))?,
-        token_hash: session
+        id: SessionId::new(row.id).ok_or_else(|| corrupt("session id"))?,
+        token_hash: row
             .token_hash
             .map(|bytes| TokenHash::from_slice(&bytes).ok_or_else(|| corrupt("token hash")))
             .transpose()?,
-        ip_address: ClientIp::new(
-            session
-                .ip_address
-                .parse()
-                .map_err(|_| corrupt("ip address"))?,
-        ),
-        kind: SessionKind::parse(&session.kind).ok_or_else(|| corrupt("session kind"))?,
+        ip_address: ClientIp::new(row.ip_address.parse().map_err(|_| corrupt("ip address"))?),
+        kind: SessionKind::parse(&row.kind).ok_or_else(|| corrupt("session kind"))?,
         user,
-        created_at: from_unix(session.created_at)?,
-        authenticated_at: session.authenticated_at.map(from_unix).transpose()?,
-        last_activity_at: from_unix(session.last_activity_at)?,
+        created_at: from_unix(row.created_at)?,
+        authenticated_at: row.authenticated_at.map(from_unix).transpose()?,
+        last_activity_at: from_unix(row.last_activity_at)?,
     })
 }
 
@@ -216,13 +241,12 @@ impl SessionRepository for SeaSessions {
     }
 
     async fn find(&self, id: SessionId) -> Result<Option<SessionRecord>, InfraError> {
-        let found = sessions::Entity::find_by_id(id.get())
-            .find_also_related(users::Entity)
+        let statement = find_statement(self.db.get_database_backend(), id);
+        SessionRow::find_by_statement(statement)
             .one(&self.db)
             .await
-            .map_err(infra)?;
-        found
-            .map(|(session, user)| record(session, user))
+            .map_err(infra)?
+            .map(record)
             .transpose()
     }
 
@@ -241,6 +265,64 @@ impl SessionRepository for SeaSessions {
             .await
             .map_err(infra)?;
         Ok(result.rows_affected == 1)
+    }
+
+    async fn touch_and_find(
+        &self,
+        id: SessionId,
+        token_hash: TokenHash,
+        cutoffs: Cutoffs,
+        ip: Option<ClientIp>,
+        now: OffsetDateTime,
+    ) -> Result<Option<SessionRecord>, InfraError> {
+        let backend = self.db.get_database_backend();
+        if backend != DbBackend::Postgres {
+            // No UPDATE ... RETURNING with a join here: the conditional write, then the read.
+            let mut touch = sessions::Entity::update_many()
+                .col_expr(sessions::Column::LastActivityAt, Expr::value(unix(now)))
+                .filter(by_id_and_hash(id, &token_hash))
+                .filter(valid(cutoffs));
+            if let Some(ip) = ip {
+                touch = touch.filter(sessions::Column::IpAddress.eq(ip.to_string()));
+            }
+            let touched = touch.exec(&self.db).await.map_err(infra)?.rows_affected == 1;
+            return if touched {
+                self.find(id).await
+            } else {
+                Ok(None)
+            };
+        }
+        let mut values: Vec<sea_orm::Value> = vec![
+            unix(now).into(),
+            id.get().into(),
+            hash_bytes(&token_hash).into(),
+            unix(cutoffs.idle).into(),
+        ];
+        let mut conditions = String::new();
+        if let Some(absolute) = cutoffs.absolute {
+            values.push(unix(absolute).into());
+            let n = values.len();
+            conditions.push_str(&format!(
+                " AND (created_at >= ${n} OR authenticated_at >= ${n})"
+            ));
+        }
+        if let Some(ip) = ip {
+            values.push(ip.to_string().into());
+            conditions.push_str(&format!(" AND ip_address = ${}", values.len()));
+        }
+        let sql = format!(
+            "WITH t AS (UPDATE sessions SET last_activity_at = $1 \
+             WHERE id = $2 AND token_hash = $3 AND last_activity_at >= $4{conditions} \
+             RETURNING id, token_hash, ip_address, kind, user_id, created_at, authenticated_at, \
+             last_activity_at) \
+             SELECT t.*, u.username, u.superuser FROM t LEFT JOIN users u ON u.id = t.user_id"
+        );
+        SessionRow::find_by_statement(Statement::from_sql_and_values(backend, sql, values))
+            .one(&self.db)
+            .await
+            .map_err(infra)?
+            .map(record)
+            .transpose()
     }
 
     async fn login(&self, write: LoginWrite) -> Result<LoginOutcome, InfraError> {
@@ -376,7 +458,20 @@ impl SessionRepository for SeaSessions {
         cutoffs: Cutoffs,
     ) -> Result<Vec<SessionRecord>, InfraError> {
         let mut select = sessions::Entity::find()
-            .find_also_related(users::Entity)
+            .select_only()
+            .columns([
+                sessions::Column::Id,
+                sessions::Column::TokenHash,
+                sessions::Column::IpAddress,
+                sessions::Column::Kind,
+                sessions::Column::UserId,
+                sessions::Column::CreatedAt,
+                sessions::Column::AuthenticatedAt,
+                sessions::Column::LastActivityAt,
+            ])
+            .column(users::Column::Username)
+            .column(users::Column::Superuser)
+            .join(JoinType::LeftJoin, sessions::Relation::User.def())
             .filter(valid(cutoffs));
         if let Some(user) = query.user {
             select = select.filter(sessions::Column::UserId.eq(user.0));
@@ -390,11 +485,12 @@ impl SessionRepository for SeaSessions {
         select
             .order_by_asc(sessions::Column::Id)
             .limit(query.limit)
+            .into_model::<SessionRow>()
             .all(&self.db)
             .await
             .map_err(infra)?
             .into_iter()
-            .map(|(session, user)| record(session, user))
+            .map(record)
             .collect()
     }
 

@@ -1,11 +1,15 @@
 //! The system clock, the OS CSPRNG and argon2id: the ports that touch the machine.
 
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use std::sync::{Arc, Mutex};
+
+use argon2::password_hash::{PasswordHasher as _, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use async_trait::async_trait;
 use rand::TryRngCore;
 use rand::rngs::OsRng;
+use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
+use tokio::sync::Semaphore;
 use websessions_domain::ports::{Clock, PasswordHasher, TokenSource};
 use websessions_domain::{InfraError, Password, PasswordHash, Token, TokenLength};
 
@@ -35,12 +39,18 @@ impl TokenSource for OsTokens {
 }
 
 /// argon2id with OWASP's parameters (19 MiB, 2 iterations, 1 lane). Hashing and verifying
-/// run on tokio's blocking pool, never on the async workers.
+/// run on tokio's blocking pool, never on the async workers, at most `permits` at a time (half
+/// the cores, at least one), so logins under load cannot take every core from recognition.
+/// Verification reuses a small pool of 19 MiB work areas instead of allocating one per login:
+/// allocations that size, freed on whichever blocking thread ran them, otherwise stay resident
+/// in that thread's malloc arena (hundreds of MiB under continuous logins).
 #[derive(Clone, Debug)]
 pub struct Argon2Hasher {
     params: Params,
     /// A hash of a random password, verified against for unknown users (R5b).
     dummy: String,
+    permits: Arc<Semaphore>,
+    memory: Arc<Mutex<Vec<Vec<Block>>>>,
 }
 
 impl Argon2Hasher {
@@ -60,8 +70,76 @@ impl Argon2Hasher {
             .try_fill_bytes(&mut secret)
             .map_err(|e| InfraError::Unexpected(anyhow::anyhow!("OS randomness failed: {e}")))?;
         let dummy = hash_with(&params, &secret)?;
-        Ok(Self { params, dummy })
+        let permits = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1));
+        Ok(Self {
+            params,
+            dummy,
+            permits: Arc::new(Semaphore::new(permits)),
+            memory: Arc::new(Mutex::new(Vec::new())),
+        })
     }
+
+    /// Runs `work` on the blocking pool once a permit is free.
+    async fn limited<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, InfraError> + Send + 'static,
+    ) -> Result<T, InfraError> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| InfraError::Unexpected(anyhow::anyhow!("hashing closed: {e}")))?;
+        tokio::task::spawn_blocking(move || {
+            let result = work();
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|e| InfraError::Unexpected(anyhow::anyhow!("hashing task failed: {e}")))?
+    }
+}
+
+/// Verifies `password` against a PHC string with a work area from `pool`, in constant time.
+fn verify_pooled(
+    pool: &Mutex<Vec<Vec<Block>>>,
+    password: &[u8],
+    phc: &str,
+) -> Result<bool, InfraError> {
+    let parsed = argon2::PasswordHash::new(phc).map_err(unexpected)?;
+    let params = Params::try_from(&parsed).map_err(unexpected)?;
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return Err(unexpected("stored hash lacks salt or output"));
+    };
+    let mut salt_buf = [0u8; 64];
+    let salt = salt.decode_b64(&mut salt_buf).map_err(unexpected)?;
+    let algorithm = Algorithm::try_from(parsed.algorithm).map_err(unexpected)?;
+    let version = parsed
+        .version
+        .map_or(Ok(Version::V0x13), Version::try_from)
+        .map_err(unexpected)?;
+    let mut memory = pool
+        .lock()
+        .map_err(|_| unexpected("argon2 memory pool poisoned"))?
+        .pop()
+        .unwrap_or_default();
+    if memory.len() < params.block_count() {
+        memory.resize(params.block_count(), Block::default());
+    }
+    let mut out = vec![0u8; expected.len()];
+    let computed = Argon2::new(algorithm, version, params.clone())
+        .hash_password_into_with_memory(
+            password,
+            salt,
+            &mut out,
+            &mut memory[..params.block_count()],
+        )
+        .map_err(unexpected);
+    if let Ok(mut pool) = pool.lock() {
+        pool.push(memory);
+    }
+    computed?;
+    Ok(bool::from(out.as_slice().ct_eq(expected.as_bytes())))
 }
 
 fn argon(params: &Params) -> Argon2<'static> {
@@ -84,28 +162,13 @@ fn hash_with(params: &Params, password: &[u8]) -> Result<String, InfraError> {
         .map_err(unexpected)
 }
 
-fn verify_with(params: &Params, password: &[u8], phc: &str) -> Result<bool, InfraError> {
-    let parsed = argon2::PasswordHash::new(phc).map_err(unexpected)?;
-    match argon(params).verify_password(password, &parsed) {
-        Ok(()) => Ok(true),
-        Err(argon2::password_hash::Error::Password) => Ok(false),
-        Err(other) => Err(unexpected(other)),
-    }
-}
-
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, InfraError> + Send + 'static,
-) -> Result<T, InfraError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| InfraError::Unexpected(anyhow::anyhow!("hashing task failed: {e}")))?
-}
-
 #[async_trait]
 impl PasswordHasher for Argon2Hasher {
     async fn hash(&self, password: Password) -> Result<PasswordHash, InfraError> {
         let params = self.params.clone();
-        let phc = blocking(move || hash_with(&params, password.expose().as_bytes())).await?;
+        let phc = self
+            .limited(move || hash_with(&params, password.expose().as_bytes()))
+            .await?;
         Ok(PasswordHash::new(phc))
     }
 
@@ -114,13 +177,14 @@ impl PasswordHasher for Argon2Hasher {
         password: Password,
         hash: Option<PasswordHash>,
     ) -> Result<bool, InfraError> {
-        let params = self.params.clone();
         let known = hash.is_some();
         let phc = hash.map_or_else(|| self.dummy.clone(), |h| h.as_str().to_owned());
+        let memory = self.memory.clone();
         // The stored hash carries its own parameters; verifying uses them, so hashes made
         // under older parameters keep working.
-        let matched =
-            blocking(move || verify_with(&params, password.expose().as_bytes(), &phc)).await?;
+        let matched = self
+            .limited(move || verify_pooled(&memory, password.expose().as_bytes(), &phc))
+            .await?;
         Ok(known && matched)
     }
 }
@@ -152,6 +216,36 @@ mod tests {
     async fn unknown_users_never_verify_even_with_the_dummy_secret() {
         let hasher = Argon2Hasher::fast_for_tests().unwrap();
         assert!(!hasher.verify(Password::new(""), None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn verification_reuses_its_work_area_and_accepts_other_parameters() {
+        let hasher = Argon2Hasher::fast_for_tests().unwrap();
+        let hash = hasher.hash(Password::new("pw one")).await.unwrap();
+        for _ in 0..3 {
+            assert!(
+                hasher
+                    .verify(Password::new("pw one"), Some(hash.clone()))
+                    .await
+                    .unwrap()
+            );
+        }
+        assert_eq!(hasher.memory.lock().unwrap().len(), 1, "one area, reused");
+        // A hash made with other (here: larger) parameters still verifies.
+        let other = hash_with(&Params::new(16, 2, 1, None).unwrap(), b"pw two").unwrap();
+        let other = PasswordHash::new(other);
+        assert!(
+            hasher
+                .verify(Password::new("pw two"), Some(other.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !hasher
+                .verify(Password::new("pw one"), Some(other))
+                .await
+                .unwrap()
+        );
     }
 
     #[test]

@@ -44,6 +44,7 @@ contract!(
     unknown_session_id_is_not_found,
     touch_writes_only_while_the_token_matches_and_the_session_is_valid,
     touch_racing_a_logout_never_revives_the_session,
+    touch_and_find_checks_every_condition_and_returns_the_touched_session,
     login_into_a_session_rotates_the_token_and_keeps_the_id,
     login_creates_a_session_when_the_target_ended_meanwhile,
     browser_login_ends_other_browser_sessions_but_not_api_sessions,
@@ -216,6 +217,61 @@ async fn touch_writes_only_while_the_token_matches_and_the_session_is_valid(
         repo.find(id).await.unwrap().unwrap().last_activity_at,
         later
     );
+}
+
+async fn touch_and_find_checks_every_condition_and_returns_the_touched_session(
+    db: DatabaseConnection,
+) {
+    let alice = new_user(&db, "alice").await;
+    let repo = SeaSessions::new(db);
+    let id = logged_in(&repo, alice.id, 1, SessionKind::Browser).await;
+    let later = NOW + Duration::minutes(5);
+    let other_ip = ClientIp::new("198.51.100.1".parse().unwrap());
+    let cutoffs = cutoffs_at(later);
+    assert_eq!(
+        repo.touch_and_find(id, hash(2), cutoffs, Some(ip()), later)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        repo.touch_and_find(id, hash(1), cutoffs, Some(other_ip), later)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        repo.find(id).await.unwrap().unwrap().last_activity_at,
+        NOW,
+        "nothing written"
+    );
+    let touched = repo
+        .touch_and_find(id, hash(1), cutoffs, Some(ip()), later)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(touched.last_activity_at, later);
+    assert_eq!(touched.user.as_ref().map(|u| &u.username), Some(&username("alice")));
+    assert_eq!(touched, repo.find(id).await.unwrap().unwrap());
+    let anywhere = repo
+        .touch_and_find(id, hash(1), cutoffs, None, later)
+        .await
+        .unwrap();
+    assert!(anywhere.is_some(), "no ip condition without check_ip");
+    let idle = later + Duration::minutes(31);
+    let expired = repo
+        .touch_and_find(id, hash(1), cutoffs_at(idle), None, idle)
+        .await;
+    assert_eq!(expired.unwrap(), None);
+    let no_absolute = Cutoffs {
+        idle: later - Duration::minutes(1),
+        absolute: None,
+    };
+    let anonymous = new_session(&repo, 3, SessionKind::Api, later).await;
+    let found = repo
+        .touch_and_find(anonymous, hash(3), no_absolute, None, later)
+        .await;
+    assert_eq!(found.unwrap().unwrap().user, None);
 }
 
 async fn touch_racing_a_logout_never_revives_the_session(db: DatabaseConnection) {

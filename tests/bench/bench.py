@@ -1,0 +1,379 @@
+#!/usr/bin/env python3
+"""Load benchmark of websessions' hot path (`GET /v1/session`), with its baselines.
+
+Run with `just bench` or `python3 tests/bench/bench.py [--runs 3]`. Needs the local PostgreSQL
+(trust auth for `postgres` on 127.0.0.1), `pgbench` and `wrk` (installed from Debian if
+missing). Builds the release binary, then for each run measures:
+
+  floor      the server's own GET /health/live (the HTTP floor)
+  pg-read    pgbench -M prepared -c 8 -j 2 running the hot path's read (the database limit)
+  pg-write   the same for the hot path's conditional touch
+  a-pg       recognition, default touch_interval, PostgreSQL, 10 thousand sessions  (= d-10k)
+  a-sqlite   the same on SQLite
+  b-pg       recognition with touch_interval=0 (a write per request, CamCOPS's behaviour)
+  c-pg       (a) while 4 clients log in continuously (argon2id at full cost)
+  d-1m       (a) with 1 million sessions in the table
+  e-purge    (a) while `websessions purge` deletes 1 million expired rows
+
+and prints one table (medians over the runs) that it also writes to
+tests/bench/results/<timestamp>.md. wrk: 2 threads, 32 connections, 10 s after a 2 s warm-up,
+over a few hundred distinct credentials.
+"""
+
+import argparse
+import base64
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+BIN = os.path.join(ROOT, "target", "release", "websessions")
+PG = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
+CREDENTIAL_COUNT = 300
+WARMUP_S = 2
+DURATION_S = 10
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
+
+
+def psql(db, sql):
+    return run(["psql", f"{PG}/{db}", "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql]).strip()
+
+
+def ensure_tools():
+    if not shutil.which("wrk"):
+        print("installing wrk from Debian ...", file=sys.stderr)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        run(["apt-get", "update", "-q"], env=env)
+        run(["apt-get", "install", "-y", "-q", "wrk"], env=env)
+    for tool in ("pgbench", "psql"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is missing: install postgresql-client")
+
+
+def build():
+    print("building the release binary ...", file=sys.stderr)
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "websessions-api"], cwd=ROOT, check=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def token(i):
+    # Deterministic 16-byte tokens, so SQL can seed their hashes: md5(i) as bytes.
+    return hashlib.md5(str(i).encode()).digest()
+
+
+def credential(i):
+    return f"{i}.{base64.urlsafe_b64encode(token(i)).rstrip(b'=').decode()}"
+
+
+# ---- databases ----
+
+class Database:
+    """A fresh database with `rows` sessions; ids 1..CREDENTIAL_COUNT are valid and used."""
+
+    def __init__(self, kind, rows, expired=0):
+        self.kind = kind
+        self.name = f"wsbench_{os.getpid()}_{int(time.time() * 1000) % 10**9}"
+        if kind == "pg":
+            psql("postgres", f"CREATE DATABASE {self.name}")
+            self.url = f"{PG}/{self.name}"
+        else:
+            self.dir = tempfile.mkdtemp(prefix="wsbench")
+            self.path = os.path.join(self.dir, "bench.db")
+            self.url = f"sqlite://{self.path}?mode=rwc"
+        run([BIN, "migrate"], env=dict(os.environ, WEBSESSIONS_DATABASE_URL=self.url))
+        self.seed(rows, expired)
+
+    def seed(self, rows, expired):
+        now = int(time.time())
+        if self.kind == "pg":
+            # Rows 1..rows are live; `expired` more rows after them idled out two hours ago.
+            psql(self.name, f"""
+                INSERT INTO sessions (id, token_hash, ip_address, user_id, kind, created_at,
+                                      authenticated_at, last_activity_at, data)
+                SELECT i, sha256(decode(md5(i::text), 'hex')), '127.0.0.1', NULL, 'browser',
+                       {now}, NULL, CASE WHEN i <= {rows} THEN {now} ELSE {now - 7200} END, '{{}}'
+                FROM generate_series(1, {rows + expired}) AS i;
+                SELECT setval(pg_get_serial_sequence('sessions', 'id'), {rows + expired});
+                ANALYZE sessions;""")
+        else:
+            db = sqlite3.connect(self.path)
+            db.executemany(
+                "INSERT INTO sessions (id, token_hash, ip_address, user_id, kind, created_at,"
+                " authenticated_at, last_activity_at, data) VALUES (?, ?, '127.0.0.1', NULL,"
+                " 'browser', ?, NULL, ?, '{}')",
+                ((i, hashlib.sha256(token(i)).digest(), now, now if i <= rows else now - 7200)
+                 for i in range(1, rows + expired + 1)))
+            db.commit()
+            db.close()
+
+    def transactions(self):
+        """Committed transactions so far (one per autocommit statement), PostgreSQL only."""
+        return int(psql("postgres", f"SELECT xact_commit FROM pg_stat_database WHERE datname = '{self.name}'"))
+
+    def drop(self):
+        if self.kind == "pg":
+            psql("postgres", f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---- the server ----
+
+class Server:
+    def __init__(self, db, **settings):
+        self.port = free_port()
+        env = dict(os.environ,
+                   WEBSESSIONS_DATABASE_URL=db.url,
+                   WEBSESSIONS_LISTEN=f"127.0.0.1:{self.port}",
+                   WEBSESSIONS_HOUSEKEEPING_INTERVAL="1h",
+                   RUST_LOG="warn")
+        env.update({f"WEBSESSIONS_{k.upper()}": v for k, v in settings.items()})
+        self.env = env
+        self.proc = subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health/live", timeout=1)
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+
+    def peak_rss_mib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def command(self, *args, stdin=""):
+        return subprocess.run([BIN, *args], env=self.env, input=stdin, capture_output=True,
+                              text=True, check=True).stdout
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=40)
+
+
+# ---- load ----
+
+def wrk(port, credentials_file, path="/v1/session", duration=DURATION_S):
+    env = dict(os.environ, CREDENTIALS=credentials_file, BENCH_PATH=path)
+    out = run(["wrk", "-t2", "-c32", f"-d{duration}s", "-s", os.path.join(HERE, "recognise.lua"),
+               f"http://127.0.0.1:{port}{path}"], env=env)
+    line = next(l for l in out.splitlines() if l.startswith("BENCH "))
+    r = json.loads(line[6:])
+    return {
+        "rps": r["requests"] / (r["duration_us"] / 1e6),
+        "p50_ms": r["p50_us"] / 1000,
+        "p99_ms": r["p99_us"] / 1000,
+        "non2xx": r["non2xx"] + r["socket_errors"],
+        "requests": r["requests"],
+    }
+
+
+def measure(server, credentials_file, db=None, path="/v1/session", during=None):
+    """Warm up, then one measured wrk run with the server's CPU and peak RSS."""
+    wrk(server.port, credentials_file, path, duration=WARMUP_S)
+    before_tx = db.transactions() if db is not None and db.kind == "pg" else None
+    cpu0, t0 = server.cpu_seconds(), time.time()
+    result = wrk(server.port, credentials_file, path)
+    result["cpu"] = (server.cpu_seconds() - cpu0) / (time.time() - t0)
+    result["rss_mib"] = server.peak_rss_mib()
+    if before_tx is not None:
+        time.sleep(1.5)  # PostgreSQL publishes a backend's counters when it goes idle
+        result["stmts"] = (db.transactions() - before_tx) / result["requests"]
+    return result
+
+
+def pgbench(db, sql, rows):
+    now = int(time.time())
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
+        f.write(sql)
+    out = run(["pgbench", "-n", "-M", "prepared", "-c", "8", "-j", "2", "-T", str(DURATION_S),
+               "-D", f"n={rows}", "-D", f"now={now}", "-D", f"idle={now - 1800}",
+               "-D", f"abs={now - 43200}", "-f", f.name, db.url])
+    os.unlink(f.name)
+    tps = next(float(l.split("=")[1].split()[0]) for l in out.splitlines() if l.startswith("tps"))
+    latency = next(float(l.split("=")[1].split()[0]) for l in out.splitlines()
+                   if l.startswith("latency average"))
+    return {"rps": tps, "p50_ms": latency, "p99_ms": float("nan"), "non2xx": 0,
+            "cpu": float("nan"), "rss_mib": float("nan")}
+
+
+# The hot path's SQL, as the server sends it (one read; a conditional touch past the interval).
+READ_SQL = """\\set id random(1, :n)
+SELECT s.*, u.* FROM sessions AS s LEFT JOIN users AS u ON s.user_id = u.id WHERE s.id = :id LIMIT 1;
+"""
+WRITE_SQL = """\\set id random(1, :n)
+UPDATE sessions SET last_activity_at = :now WHERE id = :id
+  AND token_hash = sha256(decode(md5(:id::text), 'hex')) AND token_hash IS NOT NULL
+  AND last_activity_at >= :idle AND (created_at >= :abs OR authenticated_at >= :abs);
+"""
+
+
+def one_run(credentials_file):
+    results = {}
+
+    db = Database("pg", 10_000)
+    server = Server(db)
+    results["floor"] = measure(server, credentials_file, path="/health/live")
+    results["a-pg"] = measure(server, credentials_file, db)
+    results["pg-read"] = pgbench(db, READ_SQL, CREDENTIAL_COUNT)
+    results["pg-write"] = pgbench(db, WRITE_SQL, CREDENTIAL_COUNT)
+    server.stop()
+
+    server = Server(db, touch_interval="0")
+    results["b-pg"] = measure(server, credentials_file, db)
+    server.stop()
+
+    server = Server(db)
+    server.command("user", "create", "bench", stdin="bench password 123\n")
+    logins = subprocess.Popen(
+        ["wrk", "-t1", "-c4", f"-d{WARMUP_S + DURATION_S + 1}s", "-s",
+         os.path.join(HERE, "login.lua"), f"http://127.0.0.1:{server.port}/v1/session/login"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    results["c-pg"] = measure(server, credentials_file, db)
+    login_out = logins.communicate()[0]
+    results["c-pg"]["logins_per_s"] = next(
+        (float(l.split(":")[1]) for l in login_out.splitlines() if l.startswith("Requests/sec")), 0.0)
+    server.stop()
+    db.drop()
+
+    db = Database("sqlite", 10_000)
+    server = Server(db)
+    results["a-sqlite"] = measure(server, credentials_file)
+    results["floor-sqlite"] = measure(server, credentials_file, path="/health/live")
+    server.stop()
+    db.drop()
+
+    db = Database("pg", 1_000_000)
+    server = Server(db)
+    results["d-1m"] = measure(server, credentials_file, db)
+    server.stop()
+    db.drop()
+
+    db = Database("pg", 10_000, expired=1_000_000)
+    server = Server(db)
+    purge = {}
+
+    def purge_now():
+        t0 = time.time()
+        out = server.command("purge")
+        purge["seconds"] = time.time() - t0
+        purge["deleted"] = int(out.strip())
+
+    thread = threading.Thread(target=purge_now)
+    wrk(server.port, credentials_file, duration=WARMUP_S)
+    thread.start()
+    results["e-purge"] = measure(server, credentials_file)
+    thread.join()
+    results["e-purge"].update(purge_s=purge["seconds"], purged=purge["deleted"])
+    server.stop()
+    db.drop()
+    return results
+
+
+ROWS = [
+    ("floor", "GET /health/live (HTTP floor)", None),
+    ("pg-read", "pgbench read (DB limit)", None),
+    ("pg-write", "pgbench touch (DB limit)", None),
+    ("a-pg", "(a) recognition, PostgreSQL", ("pg-read", "rps", ">=", 0.40)),
+    ("a-sqlite", "(a) recognition, SQLite", ("floor-sqlite", "rps", ">=", 0.20)),
+    ("b-pg", "(b) touch_interval=0, PostgreSQL", ("pg-write", "rps", ">=", 0.75)),
+    ("c-pg", "(c) (a) + 4 clients logging in", ("a-pg", "p99_ms", "<=", 2.0)),
+    ("d-1m", "(d) (a) with 1M sessions", ("a-pg", "rps", ">=", 0.90)),
+    ("e-purge", "(e) (a) while purging 1M rows", ("a-pg", "p99_ms", "<", 3.0)),
+]
+
+
+def median(runs, key, field):
+    values = [r[key][field] for r in runs if field in r[key]]
+    return statistics.median(values) if values else float("nan")
+
+
+def table(runs):
+    lines = [
+        "| target | requests/s | p50 ms | p99 ms | non-2xx | server CPU (cores) | peak RSS MiB | statements/request | ratio to baseline | target met |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, label, target in ROWS:
+        m = {f: median(runs, key, f) for f in ("rps", "p50_ms", "p99_ms", "non2xx", "cpu", "rss_mib", "stmts")}
+        ratio, met = "", ""
+        if target:
+            base_key, field, op, bound = target
+            ratio_value = m[field] / median(runs, base_key, field)
+            ok = {">=": ratio_value >= bound, "<=": ratio_value <= bound, "<": ratio_value < bound}[op]
+            ratio = f"{ratio_value:.2f} x {base_key} {field} (target {op} {bound})"
+            met = "yes" if ok and m["rss_mib"] < 64 else "NO"
+        lines.append(
+            f"| {label} | {m['rps']:.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | {m['non2xx']:.0f} | "
+            f"{m['cpu']:.2f} | {m['rss_mib']:.1f} | {m['stmts']:.2f} | {ratio} | {met} |")
+    extra = [
+        f"- logins/s during (c): {median(runs, 'c-pg', 'logins_per_s'):.1f}",
+        f"- purge during (e): {median(runs, 'e-purge', 'purged'):.0f} rows in {median(runs, 'e-purge', 'purge_s'):.1f} s",
+        f"- SQLite HTTP floor: {median(runs, 'floor-sqlite', 'rps'):.0f} requests/s",
+        f"- medians of {len(runs)} run(s); wrk -t2 -c32, {WARMUP_S} s warm-up, {DURATION_S} s measured, "
+        f"{CREDENTIAL_COUNT} credentials; peak RSS is the server's VmHWM; statements/request is "
+        "PostgreSQL's committed-transaction count per request (every statement autocommits)",
+    ]
+    return "\n".join(lines + [""] + extra)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    ensure_tools()
+    build()
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write("\n".join(credential(i) for i in range(1, CREDENTIAL_COUNT + 1)) + "\n")
+        credentials_file = f.name
+    runs = []
+    for n in range(args.runs):
+        print(f"run {n + 1} of {args.runs} ...", file=sys.stderr)
+        runs.append(one_run(credentials_file))
+    os.unlink(credentials_file)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    report = (f"# websessions benchmark {stamp}\n\n"
+              f"Machine: {os.cpu_count()} cores; commit {run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT).strip()}\n\n"
+              + table(runs) + "\n\n<details><summary>raw runs</summary>\n\n```json\n"
+              + json.dumps(runs, indent=1) + "\n```\n</details>\n")
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    path = os.path.join(HERE, "results", f"{stamp}.md")
+    with open(path, "w") as f:
+        f.write(report)
+    print(table(runs))
+    print(f"\nwritten to {os.path.relpath(path, ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
