@@ -23,7 +23,12 @@ pub struct ConfigArgs {
     )]
     pub database_url: String,
     /// Largest number of database connections the server holds.
-    #[arg(long, env = "WEBSESSIONS_DATABASE_MAX_CONNECTIONS", default_value = "10", global = true)]
+    #[arg(
+        long,
+        env = "WEBSESSIONS_DATABASE_MAX_CONNECTIONS",
+        default_value = "10",
+        global = true
+    )]
     pub database_max_connections: String,
     /// Address to listen on.
     #[arg(
@@ -512,7 +517,10 @@ mod tests {
             ),
             (&["--listen", "localhost"], "WEBSESSIONS_LISTEN"),
             (&["--log-format", "xml"], "WEBSESSIONS_LOG_FORMAT"),
-            (&["--database-max-connections", "0"], "WEBSESSIONS_DATABASE_MAX_CONNECTIONS"),
+            (
+                &["--database-max-connections", "0"],
+                "WEBSESSIONS_DATABASE_MAX_CONNECTIONS",
+            ),
         ] {
             let error = parse(flags).unwrap_err();
             assert_eq!(error.variable, variable, "{flags:?}");

@@ -199,14 +199,21 @@ pub(crate) fn by_id_and_hash(id: SessionId, hash: &TokenHash) -> Condition {
 
 /// Deletes rows matching `condition`, `batch` at a time: each batch picks ids, then deletes
 /// those ids while they still match, so no statement holds long locks and a row that became
-/// valid meanwhile is kept.
+/// valid meanwhile is kept. After each full batch it pauses as long as the batch took, so a
+/// large backlog takes at most about half of the database's time from recognition (measured:
+/// purging 1 million rows flat out tripled recognition's p99); a single batch never waits.
 async fn delete_in_batches(
     db: &DatabaseConnection,
     condition: Condition,
     batch: u64,
 ) -> Result<u64, InfraError> {
     let mut deleted = 0;
+    let mut previous: Option<std::time::Duration> = None;
     loop {
+        if let Some(took) = previous {
+            tokio::time::sleep(took).await;
+        }
+        let started = std::time::Instant::now();
         let ids: Vec<i64> = sessions::Entity::find()
             .select_only()
             .column(sessions::Column::Id)
@@ -231,6 +238,7 @@ async fn delete_in_batches(
         if picked < batch {
             return Ok(deleted);
         }
+        previous = Some(started.elapsed());
     }
 }
 

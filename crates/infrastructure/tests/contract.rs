@@ -251,7 +251,10 @@ async fn touch_and_find_checks_every_condition_and_returns_the_touched_session(
         .unwrap()
         .unwrap();
     assert_eq!(touched.last_activity_at, later);
-    assert_eq!(touched.user.as_ref().map(|u| &u.username), Some(&username("alice")));
+    assert_eq!(
+        touched.user.as_ref().map(|u| &u.username),
+        Some(&username("alice"))
+    );
     assert_eq!(touched, repo.find(id).await.unwrap().unwrap());
     let anywhere = repo
         .touch_and_find(id, hash(1), cutoffs, None, later)
