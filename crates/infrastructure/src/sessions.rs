@@ -191,6 +191,24 @@ async fn insert<C: ConnectionTrait>(
     SessionId::new(id).ok_or_else(|| corrupt("session id"))
 }
 
+/// Writes `column = value` on the session only while it still holds `hash`, is valid under
+/// `cutoffs` and, when `ip` is given, was created from it; whether it did.
+async fn write_while_valid(
+    db: &DatabaseConnection,
+    (id, hash, cutoffs, ip): (SessionId, &TokenHash, Cutoffs, Option<ClientIp>),
+    column: sessions::Column,
+    value: sea_orm::Value,
+) -> Result<bool, InfraError> {
+    let mut update = sessions::Entity::update_many()
+        .col_expr(column, Expr::value(value))
+        .filter(by_id_and_hash(id, hash))
+        .filter(valid(cutoffs));
+    if let Some(ip) = ip {
+        update = update.filter(sessions::Column::IpAddress.eq(ip.to_string()));
+    }
+    Ok(update.exec(db).await.map_err(infra)?.rows_affected == 1)
+}
+
 pub(crate) fn by_id_and_hash(id: SessionId, hash: &TokenHash) -> Condition {
     Condition::all()
         .add(sessions::Column::Id.eq(id.get()))
@@ -265,14 +283,9 @@ impl SessionRepository for SeaSessions {
         cutoffs: Cutoffs,
         now: OffsetDateTime,
     ) -> Result<bool, InfraError> {
-        let result = sessions::Entity::update_many()
-            .col_expr(sessions::Column::LastActivityAt, Expr::value(unix(now)))
-            .filter(by_id_and_hash(id, &token_hash))
-            .filter(valid(cutoffs))
-            .exec(&self.db)
-            .await
-            .map_err(infra)?;
-        Ok(result.rows_affected == 1)
+        let target = (id, &token_hash, cutoffs, None);
+        let last_activity = sessions::Column::LastActivityAt;
+        write_while_valid(&self.db, target, last_activity, unix(now).into()).await
     }
 
     async fn touch_and_find(
@@ -286,15 +299,10 @@ impl SessionRepository for SeaSessions {
         let backend = self.db.get_database_backend();
         if backend != DbBackend::Postgres {
             // No UPDATE ... RETURNING with a join here: the conditional write, then the read.
-            let mut touch = sessions::Entity::update_many()
-                .col_expr(sessions::Column::LastActivityAt, Expr::value(unix(now)))
-                .filter(by_id_and_hash(id, &token_hash))
-                .filter(valid(cutoffs));
-            if let Some(ip) = ip {
-                touch = touch.filter(sessions::Column::IpAddress.eq(ip.to_string()));
-            }
-            let touched = touch.exec(&self.db).await.map_err(infra)?.rows_affected == 1;
-            return if touched {
+            let target = (id, &token_hash, cutoffs, ip);
+            let last_activity = sessions::Column::LastActivityAt;
+            let touched = write_while_valid(&self.db, target, last_activity, unix(now).into());
+            return if touched.await? {
                 self.find(id).await
             } else {
                 Ok(None)
@@ -450,14 +458,8 @@ impl SessionRepository for SeaSessions {
         data: SessionData,
     ) -> Result<bool, InfraError> {
         let text = serde_json::Value::Object(data.into_object()).to_string();
-        let result = sessions::Entity::update_many()
-            .col_expr(sessions::Column::Data, Expr::value(text))
-            .filter(by_id_and_hash(id, &token_hash))
-            .filter(valid(cutoffs))
-            .exec(&self.db)
-            .await
-            .map_err(infra)?;
-        Ok(result.rows_affected == 1)
+        let target = (id, &token_hash, cutoffs, None);
+        write_while_valid(&self.db, target, sessions::Column::Data, text.into()).await
     }
 
     async fn list(
