@@ -42,6 +42,16 @@ pub trait PasswordHasher: Send + Sync {
     ) -> Result<bool, InfraError>;
 }
 
+/// How much of a backlog one maintenance run takes on (R8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sweep {
+    /// Until nothing is left: housekeeping, `websessions purge`, the admin API.
+    All,
+    /// At most one batch of each kind: the maintenance a logout runs (R6), whose latency must
+    /// not grow with the backlog.
+    OneBatch,
+}
+
 /// A new session row.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewSession {
@@ -177,8 +187,13 @@ pub trait SessionRepository: Send + Sync {
     async fn count_active_since(&self, since: OffsetDateTime) -> Result<u64, InfraError>;
 
     /// Deletes ended sessions and those not admitted by `cutoffs`, `batch` rows per statement
-    /// (R8); returns (expired, ended) counts.
-    async fn purge(&self, cutoffs: Cutoffs, batch: u64) -> Result<(u64, u64), InfraError>;
+    /// (R8), as much as `sweep` says; returns (expired, ended) counts.
+    async fn purge(
+        &self,
+        cutoffs: Cutoffs,
+        batch: u64,
+        sweep: Sweep,
+    ) -> Result<(u64, u64), InfraError>;
 }
 
 /// What a user row is created from.
@@ -246,8 +261,10 @@ pub trait LockoutRepository: Send + Sync {
     /// Clears the failures and any lock.
     async fn clear(&self, username: &Username) -> Result<(), InfraError>;
 
-    /// Deletes lockouts that ended before `now`, `batch` rows per statement.
-    async fn purge(&self, now: OffsetDateTime, batch: u64) -> Result<u64, InfraError>;
+    /// Deletes lockouts that ended before `now`, `batch` rows per statement, as much as
+    /// `sweep` says.
+    async fn purge(&self, now: OffsetDateTime, batch: u64, sweep: Sweep)
+    -> Result<u64, InfraError>;
 }
 
 /// Where the rules report what happened, for metrics. Implementations MUST be cheap and

@@ -17,7 +17,7 @@ use crate::model::{
 use crate::policy::{LockoutPolicy, SessionPolicy};
 use crate::ports::{
     Clock, Events, LockoutRepository, LoginTarget, LoginWrite, NewSession, NewUser, PasswordHasher,
-    Rotation, SessionRepository, TokenSource, UserRepository,
+    Rotation, SessionRepository, Sweep, TokenSource, UserRepository,
 };
 use crate::value::{
     ClientIp, Credential, NewPassword, Password, SessionData, SessionId, SessionKind, TokenHash,
@@ -256,6 +256,30 @@ impl Sessions {
         Ok(())
     }
 
+    /// R8: deletes what `sweep` allows of the expired and ended sessions and expired lockouts.
+    async fn sweep(&self, sweep: Sweep) -> Result<PurgeReport, InfraError> {
+        let now = self.ports.clock.now();
+        let cutoffs = self.policy.cutoffs(now);
+        let (expired_sessions, ended_sessions) = self
+            .ports
+            .sessions
+            .purge(cutoffs, PURGE_BATCH, sweep)
+            .await?;
+        let expired_lockouts = self.ports.lockouts.purge(now, PURGE_BATCH, sweep).await?;
+        let report = PurgeReport {
+            expired_sessions,
+            ended_sessions,
+            expired_lockouts,
+        };
+        if expired_sessions > 0 {
+            self.ports
+                .events
+                .sessions_ended(EndCause::Expired, expired_sessions);
+        }
+        self.ports.events.purged(report);
+        Ok(report)
+    }
+
     /// R5c: a refused attempt logs out the presented session.
     async fn refuse(&self, proven: Option<Proven>) -> Result<LoginError, InfraError> {
         self.end_proven(proven, EndCause::Logout).await?;
@@ -460,9 +484,10 @@ impl SessionService for Sessions {
         let now = self.ports.clock.now();
         let proven = self.validate(presented, now).await?;
         self.end_proven(proven, EndCause::Logout).await?;
-        // R6: "perform periodic maintenance, as this is a good time". The logout itself has
+        // R6: "perform periodic maintenance, as this is a good time". One batch only: the
+        // backlog is housekeeping's, and a logout must stay quick. The logout itself has
         // happened; a failing purge is reported but does not undo it.
-        if let Err(error) = self.maintain().await {
+        if let Err(error) = self.sweep(Sweep::OneBatch).await {
             tracing::warn!(error = %error, "maintenance after logout failed");
         }
         Ok(())
@@ -623,23 +648,7 @@ impl SessionService for Sessions {
     }
 
     async fn maintain(&self) -> Result<PurgeReport, InfraError> {
-        let now = self.ports.clock.now();
-        let cutoffs = self.policy.cutoffs(now);
-        let (expired_sessions, ended_sessions) =
-            self.ports.sessions.purge(cutoffs, PURGE_BATCH).await?;
-        let expired_lockouts = self.ports.lockouts.purge(now, PURGE_BATCH).await?;
-        let report = PurgeReport {
-            expired_sessions,
-            ended_sessions,
-            expired_lockouts,
-        };
-        if expired_sessions > 0 {
-            self.ports
-                .events
-                .sessions_ended(EndCause::Expired, expired_sessions);
-        }
-        self.ports.events.purged(report);
-        Ok(report)
+        self.sweep(Sweep::All).await
     }
 
     async fn create_user(

@@ -10,7 +10,7 @@ use crate::error::{ChangePasswordError, InfraError, LoginError, SetDataError, Us
 use crate::model::{EndCause, LockoutState, LoginResult, PurgeReport, RecordedFailure};
 use crate::ports::{
     Events, LoginOutcome, LoginTarget, MockClock, MockLockoutRepository, MockPasswordHasher,
-    MockSessionRepository, MockTokenSource, MockUserRepository,
+    MockSessionRepository, MockTokenSource, MockUserRepository, Sweep,
 };
 use crate::service::{LoginAttempt, Ports, Presented, SessionService, Sessions};
 use crate::{
@@ -754,29 +754,30 @@ async fn r5e_an_api_login_reuses_a_presented_api_session() {
 
 // ---- R6 logout, R8 maintenance ----
 
-fn expect_purge(h: &mut Harness, expired: u64, ended: u64, lockouts: u64) {
+/// Expects one maintenance run of `sweep`, reporting the given deletions.
+fn expect_purge(h: &mut Harness, sweep: Sweep, expired: u64, ended: u64, lockouts: u64) {
     let cutoffs = h.policy.cutoffs(NOW);
     h.sessions
         .expect_purge()
-        .with(eq(cutoffs), eq(crate::service::PURGE_BATCH))
+        .with(eq(cutoffs), eq(crate::service::PURGE_BATCH), eq(sweep))
         .times(1)
-        .returning(move |_, _| Ok((expired, ended)));
+        .returning(move |_, _, _| Ok((expired, ended)));
     h.lockouts
         .expect_purge()
-        .with(eq(NOW), eq(crate::service::PURGE_BATCH))
+        .with(eq(NOW), eq(crate::service::PURGE_BATCH), eq(sweep))
         .times(1)
-        .returning(move |_, _| Ok(lockouts));
+        .returning(move |_, _, _| Ok(lockouts));
 }
 
 #[tokio::test]
-async fn r6_logout_ends_the_presented_session_then_runs_maintenance() {
+async fn r6_logout_ends_the_presented_session_then_runs_one_batch_of_maintenance() {
     let mut h = Harness::new().with_session(session(1, 1, Duration::seconds(1)));
     h.sessions
         .expect_end()
         .with(eq(sid(1)), eq(Some(token(1).hash())))
         .times(1)
         .returning(|_, _| Ok(true));
-    expect_purge(&mut h, 2, 3, 1);
+    expect_purge(&mut h, Sweep::OneBatch, 2, 3, 1);
     let (service, events) = h.build();
     service.logout(&presented(1, 1)).await.unwrap();
     assert_eq!(
@@ -788,7 +789,7 @@ async fn r6_logout_ends_the_presented_session_then_runs_maintenance() {
 #[tokio::test]
 async fn r6_logout_without_a_valid_session_still_succeeds_and_maintains() {
     let mut h = Harness::new();
-    expect_purge(&mut h, 0, 0, 0);
+    expect_purge(&mut h, Sweep::OneBatch, 0, 0, 0);
     let (service, events) = h.build();
     service.logout(&nobody()).await.unwrap();
     assert_eq!(events.take(), ["purged:0"]);
@@ -797,7 +798,7 @@ async fn r6_logout_without_a_valid_session_still_succeeds_and_maintains() {
 #[tokio::test]
 async fn r8_maintenance_reports_what_it_deleted() {
     let mut h = Harness::new();
-    expect_purge(&mut h, 4, 5, 6);
+    expect_purge(&mut h, Sweep::All, 4, 5, 6);
     let (service, _) = h.build();
     let report = service.maintain().await.unwrap();
     assert_eq!(

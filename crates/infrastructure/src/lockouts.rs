@@ -8,7 +8,7 @@ use sea_orm::{
     QuerySelect, TransactionTrait,
 };
 use time::OffsetDateTime;
-use websessions_domain::ports::LockoutRepository;
+use websessions_domain::ports::{LockoutRepository, Sweep};
 use websessions_domain::{InfraError, LockoutPolicy, LockoutState, RecordedFailure, Username};
 
 use crate::entity::{account_lockouts, login_failures};
@@ -136,7 +136,12 @@ impl LockoutRepository for SeaLockouts {
         txn.commit().await.map_err(infra)
     }
 
-    async fn purge(&self, now: OffsetDateTime, batch: u64) -> Result<u64, InfraError> {
+    async fn purge(
+        &self,
+        now: OffsetDateTime,
+        batch: u64,
+        sweep: Sweep,
+    ) -> Result<u64, InfraError> {
         let mut deleted = 0;
         loop {
             let names: Vec<String> = account_lockouts::Entity::find()
@@ -160,7 +165,7 @@ impl LockoutRepository for SeaLockouts {
                 .await
                 .map_err(infra)?
                 .rows_affected;
-            if picked < batch {
+            if picked < batch || sweep == Sweep::OneBatch {
                 return Ok(deleted);
             }
         }

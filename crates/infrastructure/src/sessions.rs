@@ -10,7 +10,7 @@ use sea_orm::{
 };
 use time::OffsetDateTime;
 use websessions_domain::ports::{
-    LoginOutcome, LoginTarget, LoginWrite, NewSession, SessionRepository,
+    LoginOutcome, LoginTarget, LoginWrite, NewSession, SessionRepository, Sweep,
 };
 use websessions_domain::{
     ClientIp, Cutoffs, InfraError, SessionData, SessionId, SessionKind, SessionQuery,
@@ -224,6 +224,7 @@ async fn delete_in_batches(
     db: &DatabaseConnection,
     condition: Condition,
     batch: u64,
+    sweep: Sweep,
 ) -> Result<u64, InfraError> {
     let mut deleted = 0;
     let mut previous: Option<std::time::Duration> = None;
@@ -253,7 +254,7 @@ async fn delete_in_batches(
             .await
             .map_err(infra)?
             .rows_affected;
-        if picked < batch {
+        if picked < batch || sweep == Sweep::OneBatch {
             return Ok(deleted);
         }
         previous = Some(started.elapsed());
@@ -513,10 +514,15 @@ impl SessionRepository for SeaSessions {
             .map_err(infra)
     }
 
-    async fn purge(&self, cutoffs: Cutoffs, batch: u64) -> Result<(u64, u64), InfraError> {
+    async fn purge(
+        &self,
+        cutoffs: Cutoffs,
+        batch: u64,
+        sweep: Sweep,
+    ) -> Result<(u64, u64), InfraError> {
         let ended = Condition::all().add(sessions::Column::TokenHash.is_null());
-        let ended = delete_in_batches(&self.db, ended, batch).await?;
-        let expired = delete_in_batches(&self.db, expired(cutoffs), batch).await?;
+        let ended = delete_in_batches(&self.db, ended, batch, sweep).await?;
+        let expired = delete_in_batches(&self.db, expired(cutoffs), batch, sweep).await?;
         Ok((expired, ended))
     }
 }

@@ -11,7 +11,7 @@ use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 use websessions_domain::ports::{
     Clock, LockoutRepository, LoginTarget, LoginWrite, NewSession, NewUser, NoEvents, Rotation,
-    SessionRepository, UserRepository,
+    SessionRepository, Sweep, UserRepository,
 };
 use websessions_domain::{
     ClientIp, CreateUserError, Cutoffs, LockoutPolicy, LoginAttempt, LoginError, Password,
@@ -56,6 +56,7 @@ contract!(
     count_active_since_counts_sessions_not_logged_out,
     purge_deletes_every_expired_and_ended_row_and_no_valid_one,
     purge_works_in_batches_smaller_than_the_backlog,
+    one_batch_of_purge_deletes_at_most_one_batch_of_each_kind,
     users_are_created_found_listed_and_unique,
     password_change_rotates_the_session_and_ends_the_others_atomically,
     password_change_with_an_ended_session_writes_nothing,
@@ -616,7 +617,7 @@ async fn purge_deletes_every_expired_and_ended_row_and_no_valid_one(db: Database
     };
     assert!(!repo.login(write).await.unwrap().created);
 
-    let (expired, ended_count) = repo.purge(cutoffs_at(NOW), 1000).await.unwrap();
+    let (expired, ended_count) = repo.purge(cutoffs_at(NOW), 1000, Sweep::All).await.unwrap();
     assert_eq!((expired, ended_count), (2, 1));
     assert!(repo.find(valid_at_limit).await.unwrap().is_some());
     assert!(repo.find(renewed).await.unwrap().is_some());
@@ -631,8 +632,37 @@ async fn purge_works_in_batches_smaller_than_the_backlog(db: DatabaseConnection)
         new_session(&repo, n, SessionKind::Browser, NOW - Duration::hours(2)).await;
     }
     let keep = new_session(&repo, 9, SessionKind::Browser, NOW).await;
-    assert_eq!(repo.purge(cutoffs_at(NOW), 3).await.unwrap(), (7, 0));
+    assert_eq!(
+        repo.purge(cutoffs_at(NOW), 3, Sweep::All).await.unwrap(),
+        (7, 0)
+    );
     assert!(repo.find(keep).await.unwrap().is_some());
+}
+
+async fn one_batch_of_purge_deletes_at_most_one_batch_of_each_kind(db: DatabaseConnection) {
+    let repo = SeaSessions::new(db.clone());
+    for n in 0..5 {
+        new_session(&repo, n, SessionKind::Browser, NOW - Duration::hours(2)).await;
+        let ended = new_session(&repo, 10 + n, SessionKind::Browser, NOW).await;
+        repo.end(ended, None).await.unwrap();
+    }
+    for _ in 0..2 {
+        let one_batch = repo.purge(cutoffs_at(NOW), 2, Sweep::OneBatch).await;
+        assert_eq!(one_batch.unwrap(), (2, 2), "(expired, ended), two of each");
+    }
+    assert_eq!(
+        repo.purge(cutoffs_at(NOW), 2, Sweep::All).await.unwrap(),
+        (1, 1)
+    );
+    let lockouts = SeaLockouts::new(db);
+    for name in ["a", "b", "c"] {
+        lockouts
+            .record_failure(&username(name), NOW - Duration::hours(1), policy(1))
+            .await
+            .unwrap();
+    }
+    assert_eq!(lockouts.purge(NOW, 2, Sweep::OneBatch).await.unwrap(), 2);
+    assert_eq!(lockouts.purge(NOW, 2, Sweep::OneBatch).await.unwrap(), 1);
 }
 
 // ---- users ----
@@ -947,7 +977,7 @@ async fn purge_deletes_only_expired_lockouts(db: DatabaseConnection) {
             .unwrap();
     }
     // Locks end at at + 10 min: a's and b's (ending exactly now) have passed; c's has not.
-    assert_eq!(repo.purge(NOW, 1).await.unwrap(), 2);
+    assert_eq!(repo.purge(NOW, 1, Sweep::All).await.unwrap(), 2);
     assert!(
         repo.state(&username("c"), NOW)
             .await
