@@ -291,10 +291,13 @@ async fn lockout_answers_423_with_retry_after_even_for_the_right_password(backen
         return;
     };
     server.create_user("alice", PASSWORD);
+    let before_the_lock = browser_login(&server, None).await;
     for _ in 0..3 {
         let resp = login(&server, None, "alice", "wrong password", "browser").await;
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     }
+    // R7: a lockout ends no session.
+    assert!(is_valid_cookie(&server, &before_the_lock).await);
     let resp = login(&server, None, "alice", PASSWORD, "browser").await;
     assert_eq!(resp.status(), StatusCode::LOCKED);
     let retry: u64 = resp.headers()["retry-after"]
