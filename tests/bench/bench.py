@@ -231,8 +231,9 @@ def pgbench(db, sql, rows):
 
 
 # The hot path's SQL, as the server sends it (one read; a conditional touch past the interval).
+# READ_SQL is the prebuilt statement of crates/infrastructure/src/sessions.rs (FIND_COLUMNS).
 READ_SQL = """\\set id random(1, :n)
-SELECT s.*, u.* FROM sessions AS s LEFT JOIN users AS u ON s.user_id = u.id WHERE s.id = :id LIMIT 1;
+SELECT s.id, s.token_hash, s.ip_address, s.kind, s.user_id, s.created_at, s.authenticated_at, s.last_activity_at, u.username, u.superuser FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = :id;
 """
 WRITE_SQL = """\\set id random(1, :n)
 UPDATE sessions SET last_activity_at = :now WHERE id = :id
