@@ -15,6 +15,8 @@ missing). Builds the release binary, then for each run measures:
   d-1m       (a) with 1 million sessions in the table
   e-purge    (a) while `websessions purge` deletes 1 million expired rows
 
+For PostgreSQL scenarios it counts statements (committed transactions) and round trips (data
+segments the server sent to PostgreSQL, from `ss`) per request,
 and prints one table (medians over the runs) that it also writes to
 tests/bench/results/<timestamp>.md. wrk: 2 threads, 32 connections, 10 s after a 2 s warm-up,
 over a few hundred distinct credentials.
@@ -175,6 +177,22 @@ class Server:
                     return int(line.split()[1]) / 1024
         return float("nan")
 
+    def pg_segments_out(self):
+        """Data segments this server has sent to PostgreSQL, per open connection. Every
+        round trip starts with one flush of the client's messages, so the growth of this
+        count per request is the round trips per request (TCP_NODELAY; small messages)."""
+        out = run(["ss", "-tinpH", "( dport = :5432 )"])
+        counts, owner = {}, None
+        for line in out.splitlines():
+            if not line.startswith(("\t", " ")):
+                fields = line.split()
+                owner = fields[3] if f"pid={self.proc.pid}," in line else None
+            elif owner is not None:
+                for field in line.split():
+                    if field.startswith("data_segs_out:"):
+                        counts[owner] = int(field.split(":")[1])
+        return counts
+
     def command(self, *args, stdin=""):
         return subprocess.run([BIN, *args], env=self.env, input=stdin, capture_output=True,
                               text=True, check=True).stdout
@@ -205,11 +223,15 @@ def measure(server, credentials_file, db=None, path="/v1/session", during=None):
     """Warm up, then one measured wrk run with the server's CPU and peak RSS."""
     wrk(server.port, credentials_file, path, duration=WARMUP_S)
     before_tx = db.transactions() if db is not None and db.kind == "pg" else None
+    before_segments = server.pg_segments_out() if before_tx is not None else None
     cpu0, t0 = server.cpu_seconds(), time.time()
     result = wrk(server.port, credentials_file, path)
     result["cpu"] = (server.cpu_seconds() - cpu0) / (time.time() - t0)
     result["rss_mib"] = server.peak_rss_mib()
     if before_tx is not None:
+        after = server.pg_segments_out()
+        sent = sum(n - before_segments.get(socket, 0) for socket, n in after.items())
+        result["round_trips"] = sent / result["requests"]
         time.sleep(1.5)  # PostgreSQL publishes a backend's counters when it goes idle
         result["stmts"] = (db.transactions() - before_tx) / result["requests"]
     return result
@@ -324,11 +346,12 @@ def median(runs, key, field):
 
 def table(runs):
     lines = [
-        "| target | requests/s | p50 ms | p99 ms | non-2xx | server CPU (cores) | peak RSS MiB | statements/request | ratio to baseline | target met |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| target | requests/s | p50 ms | p99 ms | non-2xx | server CPU (cores) | peak RSS MiB | statements/request | round trips/request | ratio to baseline | target met |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, label, target in ROWS:
-        m = {f: median(runs, key, f) for f in ("rps", "p50_ms", "p99_ms", "non2xx", "cpu", "rss_mib", "stmts")}
+        m = {f: median(runs, key, f)
+             for f in ("rps", "p50_ms", "p99_ms", "non2xx", "cpu", "rss_mib", "stmts", "round_trips")}
         ratio, met = "", ""
         if target:
             base_key, field, op, bound = target
@@ -338,14 +361,16 @@ def table(runs):
             met = "yes" if ok and m["rss_mib"] < 64 else "NO"
         lines.append(
             f"| {label} | {m['rps']:.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | {m['non2xx']:.0f} | "
-            f"{m['cpu']:.2f} | {m['rss_mib']:.1f} | {m['stmts']:.2f} | {ratio} | {met} |")
+            f"{m['cpu']:.2f} | {m['rss_mib']:.1f} | {m['stmts']:.2f} | {m['round_trips']:.2f} | {ratio} | {met} |")
     extra = [
         f"- logins/s during (c): {median(runs, 'c-pg', 'logins_per_s'):.1f}",
         f"- purge during (e): {median(runs, 'e-purge', 'purged'):.0f} rows in {median(runs, 'e-purge', 'purge_s'):.1f} s",
         f"- SQLite HTTP floor: {median(runs, 'floor-sqlite', 'rps'):.0f} requests/s",
         f"- medians of {len(runs)} run(s); wrk -t2 -c32, {WARMUP_S} s warm-up, {DURATION_S} s measured, "
         f"{CREDENTIAL_COUNT} credentials; peak RSS is the server's VmHWM; statements/request is "
-        "PostgreSQL's committed-transaction count per request (every statement autocommits)",
+        "PostgreSQL's committed-transaction count per request (every statement autocommits); "
+        "round trips/request is the data segments the server sent to PostgreSQL per request "
+        "(each round trip begins with one flush)",
     ]
     return "\n".join(lines + [""] + extra)
 
