@@ -47,7 +47,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Openapi => {
             // The document depends only on the API's types: no database is opened.
-            let ctx = context(&config, DatabaseConnection::default())?;
+            let db = DatabaseConnection::default();
+            let ctx = context(&config, db.clone(), Arc::new(SeaSessions::new(db)))?;
             println!("{}", http::openapi(ctx).spec());
         }
         Command::Migrate => {
@@ -56,12 +57,16 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Serve => serve(config).await?,
         Command::Purge => {
-            let service = service(&config, open(&config).await?, Arc::new(NoEvents))?;
+            let db = open(&config).await?;
+            let sessions = Arc::new(SeaSessions::new(db.clone()));
+            let service = service(&config, db, sessions, Arc::new(NoEvents))?;
             let report = service.maintain().await?;
             println!("{}", report.total());
         }
         Command::User(command) => {
-            let service = service(&config, open(&config).await?, Arc::new(NoEvents))?;
+            let db = open(&config).await?;
+            let sessions = Arc::new(SeaSessions::new(db.clone()));
+            let service = service(&config, db, sessions, Arc::new(NoEvents))?;
             match command {
                 UserCommand::Create { name, superuser } => {
                     let password = read_password()?;
@@ -100,11 +105,12 @@ async fn open(config: &Config) -> anyhow::Result<DatabaseConnection> {
 fn service(
     config: &Config,
     db: DatabaseConnection,
+    sessions: Arc<SeaSessions>,
     events: Arc<dyn Events>,
 ) -> anyhow::Result<Arc<Sessions>> {
     let hasher = Argon2Hasher::owasp().context("cannot set up password hashing")?;
     let ports = Ports {
-        sessions: Arc::new(SeaSessions::new(db.clone())),
+        sessions,
         users: Arc::new(SeaUsers::new(db.clone())),
         lockouts: Arc::new(SeaLockouts::new(db)),
         hasher: Arc::new(hasher),
@@ -120,10 +126,14 @@ fn service(
 }
 
 /// The server's context: the service reports to the same metrics `/metrics` shows.
-fn context(config: &Config, db: DatabaseConnection) -> anyhow::Result<Arc<Context>> {
+fn context(
+    config: &Config,
+    db: DatabaseConnection,
+    sessions: Arc<SeaSessions>,
+) -> anyhow::Result<Arc<Context>> {
     let metrics = Arc::new(Metrics::new());
     Ok(Arc::new(Context {
-        service: service(config, db.clone(), metrics.clone())?,
+        service: service(config, db.clone(), sessions, metrics.clone())?,
         readiness: Arc::new(DatabaseReadiness(db)),
         edge: Arc::new(EdgeSettings {
             cookie: config.cookie.clone(),
@@ -151,7 +161,8 @@ impl Readiness for DatabaseReadiness {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let db = open(&config).await?;
-    let ctx = context(&config, db)?;
+    let sessions = Arc::new(SeaSessions::new(db.clone()));
+    let ctx = context(&config, db.clone(), sessions.clone())?;
     let housekeeping = tokio::spawn(housekeeping(
         ctx.service.clone(),
         config.housekeeping_interval,
@@ -166,6 +177,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         )
         .await;
     housekeeping.abort();
+    // Closed politely, so the database logs no unexpected disconnects.
+    sessions.close().await;
+    db.close().await.ok();
     served.with_context(|| format!("cannot serve on {}", config.listen))?;
     tracing::info!("stopped");
     Ok(())

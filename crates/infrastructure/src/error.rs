@@ -20,7 +20,16 @@ pub(crate) fn infra(error: DbErr) -> InfraError {
     }
 }
 
-fn is_connection_error(error: &sqlx::Error) -> bool {
+/// `infra` for a statement run on sqlx directly.
+pub(crate) fn infra_sqlx(error: sqlx::Error) -> InfraError {
+    if is_connection_error(&error) {
+        InfraError::Unavailable(error.into())
+    } else {
+        InfraError::Unexpected(error.into())
+    }
+}
+
+pub(crate) fn is_connection_error(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)

@@ -8,6 +8,7 @@ mod db;
 mod entity;
 mod error;
 mod lockouts;
+mod recognition;
 mod sessions;
 mod system;
 #[cfg(feature = "testing")]

@@ -1,12 +1,14 @@
 //! `SessionRepository` on SeaORM. Every write that could race is a conditional
 //! `UPDATE ... WHERE still valid`, never a read followed by a write.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend,
-    EntityTrait, FromQueryResult, JoinType, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    RelationTrait, Statement, TransactionTrait, UpdateMany,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
+    DatabaseConnectionType, DbBackend, EntityTrait, FromQueryResult, JoinType, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, RelationTrait, Statement, TransactionTrait, UpdateMany,
 };
 use time::OffsetDateTime;
 use websessions_domain::ports::{
@@ -19,16 +21,41 @@ use websessions_domain::{
 
 use crate::entity::{sessions, users};
 use crate::error::{corrupt, infra};
+use crate::recognition::PgRecognition;
 
-/// Sessions stored with SeaORM.
+/// Sessions stored with SeaORM; on PostgreSQL, recognition runs on its own connections.
 #[derive(Clone, Debug)]
 pub struct SeaSessions {
     db: DatabaseConnection,
+    recognition: Option<Arc<PgRecognition>>,
 }
 
 impl SeaSessions {
+    /// On PostgreSQL, recognition gets its own connections, opened as needed up to the pool's
+    /// size and with its acquire timeout (so the service holds at most twice that many).
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+        let postgres = matches!(
+            db.inner,
+            DatabaseConnectionType::SqlxPostgresPoolConnection(_)
+        );
+        let recognition = postgres.then(|| {
+            let pool = db.get_postgres_connection_pool();
+            let options = pool.options();
+            Arc::new(PgRecognition::new(
+                (*pool.connect_options()).clone(),
+                options.get_max_connections(),
+                options.get_acquire_timeout(),
+            ))
+        });
+        Self { db, recognition }
+    }
+
+    /// Closes recognition's connections (the shared pool is closed with its
+    /// `DatabaseConnection`).
+    pub async fn close(&self) {
+        if let Some(recognition) = &self.recognition {
+            recognition.close().await;
+        }
     }
 }
 
@@ -112,21 +139,21 @@ pub(crate) async fn end_for_user_in<C: ConnectionTrait>(
 /// What recognition reads: the session without its client state, and its user's identity
 /// (never the password hash).
 #[derive(Debug, FromQueryResult)]
-struct SessionRow {
-    id: i64,
-    token_hash: Option<Vec<u8>>,
-    ip_address: String,
-    kind: String,
-    user_id: Option<i64>,
-    created_at: i64,
-    authenticated_at: Option<i64>,
-    last_activity_at: i64,
-    username: Option<String>,
-    superuser: Option<bool>,
+pub(crate) struct SessionRow {
+    pub(crate) id: i64,
+    pub(crate) token_hash: Option<Vec<u8>>,
+    pub(crate) ip_address: String,
+    pub(crate) kind: String,
+    pub(crate) user_id: Option<i64>,
+    pub(crate) created_at: i64,
+    pub(crate) authenticated_at: Option<i64>,
+    pub(crate) last_activity_at: i64,
+    pub(crate) username: Option<String>,
+    pub(crate) superuser: Option<bool>,
 }
 
 /// The hot path's one statement, prebuilt per backend (no query building per request).
-const FIND_COLUMNS: &str = "SELECT s.id, s.token_hash, s.ip_address, s.kind, s.user_id, \
+pub(crate) const FIND_COLUMNS: &str = "SELECT s.id, s.token_hash, s.ip_address, s.kind, s.user_id, \
      s.created_at, s.authenticated_at, s.last_activity_at, u.username, u.superuser \
      FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = ";
 
@@ -268,6 +295,9 @@ impl SessionRepository for SeaSessions {
     }
 
     async fn find(&self, id: SessionId) -> Result<Option<SessionRecord>, InfraError> {
+        if let Some(recognition) = &self.recognition {
+            return recognition.find(id).await?.map(record).transpose();
+        }
         let statement = find_statement(self.db.get_database_backend(), id);
         SessionRow::find_by_statement(statement)
             .one(&self.db)
@@ -297,49 +327,19 @@ impl SessionRepository for SeaSessions {
         ip: Option<ClientIp>,
         now: OffsetDateTime,
     ) -> Result<Option<SessionRecord>, InfraError> {
-        let backend = self.db.get_database_backend();
-        if backend != DbBackend::Postgres {
-            // No UPDATE ... RETURNING with a join here: the conditional write, then the read.
-            let target = (id, &token_hash, cutoffs, ip);
-            let last_activity = sessions::Column::LastActivityAt;
-            let touched = write_while_valid(&self.db, target, last_activity, unix(now).into());
-            return if touched.await? {
-                self.find(id).await
-            } else {
-                Ok(None)
-            };
+        let target = (id, &token_hash, cutoffs, ip);
+        if let Some(recognition) = &self.recognition {
+            let row = recognition.touch_and_find(target, unix(now)).await?;
+            return row.map(record).transpose();
         }
-        let mut values: Vec<sea_orm::Value> = vec![
-            unix(now).into(),
-            id.get().into(),
-            hash_bytes(&token_hash).into(),
-            unix(cutoffs.idle).into(),
-        ];
-        let mut conditions = String::new();
-        if let Some(absolute) = cutoffs.absolute {
-            values.push(unix(absolute).into());
-            let n = values.len();
-            conditions.push_str(&format!(
-                " AND (created_at >= ${n} OR authenticated_at >= ${n})"
-            ));
+        // No UPDATE ... RETURNING with a join here: the conditional write, then the read.
+        let last_activity = sessions::Column::LastActivityAt;
+        let touched = write_while_valid(&self.db, target, last_activity, unix(now).into());
+        if touched.await? {
+            self.find(id).await
+        } else {
+            Ok(None)
         }
-        if let Some(ip) = ip {
-            values.push(ip.to_string().into());
-            conditions.push_str(&format!(" AND ip_address = ${}", values.len()));
-        }
-        let sql = format!(
-            "WITH t AS (UPDATE sessions SET last_activity_at = $1 \
-             WHERE id = $2 AND token_hash = $3 AND last_activity_at >= $4{conditions} \
-             RETURNING id, token_hash, ip_address, kind, user_id, created_at, authenticated_at, \
-             last_activity_at) \
-             SELECT t.*, u.username, u.superuser FROM t LEFT JOIN users u ON u.id = t.user_id"
-        );
-        SessionRow::find_by_statement(Statement::from_sql_and_values(backend, sql, values))
-            .one(&self.db)
-            .await
-            .map_err(infra)?
-            .map(record)
-            .transpose()
     }
 
     async fn login(&self, write: LoginWrite) -> Result<LoginOutcome, InfraError> {

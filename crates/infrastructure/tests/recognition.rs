@@ -1,0 +1,110 @@
+//! Recognition's own PostgreSQL connections (see `src/recognition.rs`): what happens to them
+//! when the server ends them, and when a request is cancelled mid-query. PostgreSQL only (the
+//! other backends recognise on the shared pool); skipped when it is not configured.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::task::Poll;
+
+use sea_orm::{ConnectionTrait, TransactionTrait};
+use time::OffsetDateTime;
+use time::macros::datetime;
+use websessions_domain::ports::{NewSession, SessionRepository};
+use websessions_domain::{ClientIp, SessionId, SessionKind, SessionPolicy, Token};
+use websessions_infrastructure::SeaSessions;
+use websessions_infrastructure::testing::{Backend, TestDb};
+
+const NOW: OffsetDateTime = datetime!(2026-03-01 09:00 UTC);
+
+async fn session(repo: &SeaSessions, n: u8) -> SessionId {
+    repo.create(NewSession {
+        token_hash: Token::from_bytes(vec![n; 16]).hash(),
+        ip_address: ClientIp::new("203.0.113.5".parse().unwrap()),
+        kind: SessionKind::Browser,
+        now: NOW,
+    })
+    .await
+    .unwrap()
+}
+
+/// Ends every connection to the test database, as a server restart would.
+async fn end_connections(db: &TestDb) {
+    assert!(
+        db.as_admin(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = '{db}' AND pid <> pg_backend_pid()"
+        )
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recognition_survives_the_server_ending_its_kept_connections() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let repo = SeaSessions::new(db.conn.clone());
+    let id = session(&repo, 1).await;
+    let token_hash = Token::from_bytes(vec![1; 16]).hash();
+    // Keep a few recognition connections open, then have the server end them all.
+    let warm: Vec<_> = (0..3)
+        .map(|_| {
+            let repo = repo.clone();
+            tokio::spawn(async move { repo.find(id).await })
+        })
+        .collect();
+    for found in warm {
+        assert_eq!(found.await.unwrap().unwrap().unwrap().id, id);
+    }
+    end_connections(&db).await;
+    let found = repo.find(id).await.expect("a read on a fresh connection");
+    assert_eq!(found.unwrap().id, id);
+
+    end_connections(&db).await;
+    let cutoffs = SessionPolicy::default().cutoffs(NOW);
+    let touched = repo
+        .touch_and_find(id, token_hash, cutoffs, None, NOW)
+        .await
+        .expect("a touch on a fresh connection");
+    assert_eq!(touched.unwrap().id, id);
+    repo.close().await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recognition_cancelled_mid_query_never_hands_its_answer_to_the_next() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let repo = SeaSessions::new(db.conn.clone());
+    let first = session(&repo, 1).await;
+    let second = session(&repo, 2).await;
+    let cutoffs = SessionPolicy::default().cutoffs(NOW);
+    assert_eq!(repo.find(second).await.unwrap().unwrap().id, second);
+    for _ in 0..5 {
+        // Another transaction holds the first session's row, so its touch waits in the
+        // server: polled once, the statement is out and its answer is not.
+        let lock = db.conn.begin().await.unwrap();
+        lock.execute_unprepared(&format!(
+            "SELECT id FROM sessions WHERE id = {} FOR UPDATE",
+            first.get()
+        ))
+        .await
+        .unwrap();
+        let hash = Token::from_bytes(vec![1; 16]).hash();
+        let mut touch = repo.touch_and_find(first, hash, cutoffs, None, NOW);
+        let finished = std::future::poll_fn(|cx| Poll::Ready(touch.as_mut().poll(cx).is_ready()));
+        assert!(
+            !finished.await,
+            "the touch finished while the row was locked"
+        );
+        drop(touch);
+        // The abandoned touch now completes in the server; its answer must reach no one.
+        lock.commit().await.unwrap();
+        let found = repo.find(second).await.unwrap().unwrap();
+        assert_eq!(found.id, second);
+    }
+    repo.close().await;
+    db.drop().await;
+}
