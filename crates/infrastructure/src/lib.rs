@@ -1,6 +1,6 @@
 //! websessions' infrastructure: SeaORM adapters implementing the domain's ports on SQLite,
-//! PostgreSQL and MySQL/MariaDB, argon2id hashing on the blocking pool, OS randomness and
-//! the system clock.
+//! PostgreSQL and MySQL/MariaDB, argon2id hashing on low-priority threads of its own, OS
+//! randomness and the system clock.
 //!
 //! It depends on the domain (whose ports it implements) and never on the API.
 
