@@ -1,4 +1,5 @@
-//! Recognition's own PostgreSQL connections: the hot path (R2, R3) without sqlx's pool.
+//! Recognition's own PostgreSQL connections: the hot path's statements (R2's read, R3's
+//! touch and touch-and-read) without sqlx's pool.
 //!
 //! sqlx's pool answers every connection's return with a `Sync` round trip (its "ping on
 //! release") from a task it spawns. On `GET /v1/session` that doubled the round trips and
@@ -17,18 +18,30 @@ use websessions_domain::{ClientIp, Cutoffs, InfraError, SessionId, TokenHash};
 use crate::error::{infra_sqlx, is_connection_error};
 use crate::sessions::{FIND_COLUMNS, SessionRow, hash_bytes, unix};
 
-/// The recognition statement, and touch-and-read by (absolute limit on, IP check on).
+/// The recognition statement; then touch-and-read (R3 with touch_interval=0) and the touch
+/// alone (R3, past the touch interval), each by `Touch::variant`.
 static FIND: LazyLock<String> = LazyLock::new(|| format!("{FIND_COLUMNS}$1"));
-static TOUCH: LazyLock<[String; 4]> = LazyLock::new(|| {
-    [
-        touch_sql(false, false),
-        touch_sql(false, true),
-        touch_sql(true, false),
-        touch_sql(true, true),
-    ]
+static TOUCH_AND_FIND: LazyLock<[String; 4]> = LazyLock::new(|| {
+    VARIANTS.map(|(absolute, ip)| {
+        format!(
+            "WITH t AS ({}) \
+             SELECT t.*, u.username, u.superuser FROM t LEFT JOIN users u ON u.id = t.user_id",
+            touch_sql(
+                absolute,
+                ip,
+                "id, token_hash, ip_address, kind, user_id, created_at, authenticated_at, \
+                 last_activity_at"
+            )
+        )
+    })
 });
+static TOUCH: LazyLock<[String; 4]> =
+    LazyLock::new(|| VARIANTS.map(|(absolute, ip)| touch_sql(absolute, ip, "id")));
 
-type RowQuery = sqlx::query::QueryAs<'static, Postgres, SessionRow, PgArguments>;
+/// (absolute limit on, IP check on), in `Touch::variant` order.
+const VARIANTS: [(bool, bool); 4] = [(false, false), (false, true), (true, false), (true, true)];
+
+type Query<O> = sqlx::query::QueryAs<'static, Postgres, O, PgArguments>;
 
 /// Up to `size` connections, opened on first need and kept open.
 pub(crate) struct PgRecognition {
@@ -65,34 +78,34 @@ impl PgRecognition {
     /// Touches the session while it is still valid and reads it back, in one statement (R3).
     pub(crate) async fn touch_and_find(
         &self,
-        (id, token_hash, cutoffs, ip): (SessionId, &TokenHash, Cutoffs, Option<ClientIp>),
+        target: (SessionId, &TokenHash, Cutoffs, Option<ClientIp>),
         now: i64,
     ) -> Result<Option<SessionRow>, InfraError> {
-        let variant = usize::from(cutoffs.absolute.is_some()) * 2 + usize::from(ip.is_some());
-        let hash = hash_bytes(token_hash);
-        let ip = ip.map(|ip| ip.to_string());
-        self.fetch(|| {
-            let mut query = sqlx::query_as(TOUCH[variant].as_str())
-                .bind(now)
-                .bind(id.get())
-                .bind(hash.clone())
-                .bind(unix(cutoffs.idle));
-            if let Some(absolute) = cutoffs.absolute {
-                query = query.bind(unix(absolute));
-            }
-            if let Some(ip) = &ip {
-                query = query.bind(ip.clone());
-            }
-            query
-        })
-        .await
+        let touch = Touch::new(target, now);
+        let sql = &TOUCH_AND_FIND[touch.variant()];
+        self.fetch(|| touch.bind(sql)).await
     }
 
-    /// Runs `query` on a connection. Both statements are safe to repeat, so when a kept
+    /// Touches the session while it still holds `token_hash` and is valid; whether it did.
+    pub(crate) async fn touch(
+        &self,
+        (id, token_hash, cutoffs): (SessionId, &TokenHash, Cutoffs),
+        now: i64,
+    ) -> Result<bool, InfraError> {
+        let touch = Touch::new((id, token_hash, cutoffs, None), now);
+        let sql = &TOUCH[touch.variant()];
+        let touched: Option<(i64,)> = self.fetch(|| touch.bind(sql)).await?;
+        Ok(touched.is_some())
+    }
+
+    /// Runs `query` on a connection. Every statement here is safe to repeat, so when a kept
     /// connection turns out broken (the server restarted or ended it), the idle ones are
     /// presumed broken too and dropped, and the statement runs once more on a new connection:
     /// a database restart costs no request an error.
-    async fn fetch(&self, query: impl Fn() -> RowQuery) -> Result<Option<SessionRow>, InfraError> {
+    async fn fetch<O>(&self, query: impl Fn() -> Query<O>) -> Result<Option<O>, InfraError>
+    where
+        O: for<'r> FromRow<'r, PgRow> + Send + Unpin,
+    {
         let mut retried = false;
         loop {
             let mut checkout = self.checkout().await?;
@@ -174,7 +187,9 @@ impl Checkout<'_> {
     }
 }
 
-fn touch_sql(absolute: bool, ip: bool) -> String {
+/// The conditional touch: $1 now, $2 id, $3 token hash, $4 idle cutoff, then the absolute
+/// cutoff and the client address when checked.
+fn touch_sql(absolute: bool, ip: bool, returning: &str) -> String {
     let mut conditions = String::new();
     let mut n = 4;
     if absolute {
@@ -188,12 +203,59 @@ fn touch_sql(absolute: bool, ip: bool) -> String {
         conditions.push_str(&format!(" AND ip_address = ${n}"));
     }
     format!(
-        "WITH t AS (UPDATE sessions SET last_activity_at = $1 \
+        "UPDATE sessions SET last_activity_at = $1 \
          WHERE id = $2 AND token_hash = $3 AND last_activity_at >= $4{conditions} \
-         RETURNING id, token_hash, ip_address, kind, user_id, created_at, authenticated_at, \
-         last_activity_at) \
-         SELECT t.*, u.username, u.superuser FROM t LEFT JOIN users u ON u.id = t.user_id"
+         RETURNING {returning}"
     )
+}
+
+/// The values `touch_sql` binds, in its order.
+struct Touch {
+    now: i64,
+    id: i64,
+    hash: Vec<u8>,
+    idle: i64,
+    absolute: Option<i64>,
+    ip: Option<String>,
+}
+
+impl Touch {
+    fn new(
+        (id, token_hash, cutoffs, ip): (SessionId, &TokenHash, Cutoffs, Option<ClientIp>),
+        now: i64,
+    ) -> Self {
+        Self {
+            now,
+            id: id.get(),
+            hash: hash_bytes(token_hash),
+            idle: unix(cutoffs.idle),
+            absolute: cutoffs.absolute.map(unix),
+            ip: ip.map(|ip| ip.to_string()),
+        }
+    }
+
+    /// Index into `VARIANTS` and the statements built from it.
+    fn variant(&self) -> usize {
+        usize::from(self.absolute.is_some()) * 2 + usize::from(self.ip.is_some())
+    }
+
+    fn bind<O>(&self, sql: &'static str) -> Query<O>
+    where
+        O: for<'r> FromRow<'r, PgRow>,
+    {
+        let mut query = sqlx::query_as(sql)
+            .bind(self.now)
+            .bind(self.id)
+            .bind(self.hash.clone())
+            .bind(self.idle);
+        if let Some(absolute) = self.absolute {
+            query = query.bind(absolute);
+        }
+        if let Some(ip) = &self.ip {
+            query = query.bind(ip.clone());
+        }
+        query
+    }
 }
 
 impl<'r> FromRow<'r, PgRow> for SessionRow {

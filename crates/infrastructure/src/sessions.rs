@@ -314,6 +314,11 @@ impl SessionRepository for SeaSessions {
         cutoffs: Cutoffs,
         now: OffsetDateTime,
     ) -> Result<bool, InfraError> {
+        if let Some(recognition) = &self.recognition {
+            return recognition
+                .touch((id, &token_hash, cutoffs), unix(now))
+                .await;
+        }
         let target = (id, &token_hash, cutoffs, None);
         let last_activity = sessions::Column::LastActivityAt;
         write_while_valid(&self.db, target, last_activity, unix(now).into()).await

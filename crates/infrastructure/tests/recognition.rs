@@ -68,6 +68,13 @@ async fn recognition_survives_the_server_ending_its_kept_connections() {
         .await
         .expect("a touch on a fresh connection");
     assert_eq!(touched.unwrap().id, id);
+
+    end_connections(&db).await;
+    let touched = repo
+        .touch(id, token_hash, cutoffs, NOW)
+        .await
+        .expect("a touch on a fresh connection");
+    assert!(touched);
     repo.close().await;
     db.drop().await;
 }
