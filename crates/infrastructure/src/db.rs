@@ -34,12 +34,11 @@ pub async fn connect(url: &str, pool: &PoolOptions) -> Result<DatabaseConnection
         .acquire_timeout(pool.acquire_timeout)
         // sqlx logs every statement with its bound values at INFO: they include token hashes.
         .sqlx_logging(false)
-        // On PostgreSQL recognition has connections of its own (`recognition`), so this pool
-        // serves logins, logouts and administration, which can afford a ping per checkout that
-        // weeds out connections a server restart broke. Elsewhere recognition runs on this
-        // pool and a ping would double its round trips: a broken connection surfaces as one
-        // error (503) and is then dropped.
-        .test_before_acquire(url.starts_with("postgres"))
+        // On PostgreSQL and MySQL recognition has connections of its own (`recognition`), so
+        // this pool serves logins, logouts and administration, which can afford a ping per
+        // checkout that weeds out connections a server restart broke. SQLite's connections
+        // are in-process and cannot be broken that way.
+        .test_before_acquire(!url.starts_with("sqlite"))
         .map_sqlx_sqlite_opts(|opts: SqliteConnectOptions| {
             opts.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)

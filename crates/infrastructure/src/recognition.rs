@@ -1,118 +1,249 @@
-//! Recognition's own PostgreSQL connections: the hot path's statements (R2's read, R3's
-//! touch and touch-and-read) without sqlx's pool.
+//! Recognition's own connections (PostgreSQL, MySQL/MariaDB): the hot path's statements (R2's
+//! read, R3's touch and touch-and-read) without sqlx's pool.
 //!
-//! sqlx's pool answers every connection's return with a `Sync` round trip (its "ping on
-//! release") from a task it spawns. On `GET /v1/session` that doubled the round trips and
-//! wake-ups per request. These connections go back to the idle list synchronously, and a
-//! checkout that did not finish cleanly (an error, or a request cancelled mid-query) closes
-//! its connection instead of returning it, so no connection is reused in an unknown state.
+//! sqlx's pool answers every connection's return with a round trip (its "ping on release": a
+//! `Sync` on PostgreSQL, `COM_PING` on MySQL) from a task it spawns. On `GET /v1/session` that
+//! doubled the round trips and wake-ups per request. These connections go back to the idle
+//! list synchronously, and a checkout that did not finish cleanly (an error, or a request
+//! cancelled mid-statement) closes its connection instead of returning it, so no connection is
+//! reused in an unknown state. SQLite keeps the shared pool: its "round trip" is a hop to a
+//! thread in the same process.
 
-use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use sea_orm::sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgRow};
-use sea_orm::sqlx::{self, Connection, FromRow, Postgres, Row};
+use async_trait::async_trait;
+use sea_orm::sqlx::error::BoxDynError;
+use sea_orm::sqlx::mysql::{MySql, MySqlConnection};
+use sea_orm::sqlx::postgres::{PgConnection, Postgres};
+use sea_orm::sqlx::{
+    self, Arguments, ColumnIndex, Connection, Database, Decode, Encode, FromRow, Row, Type,
+};
+use sea_orm::{DatabaseConnection, DatabaseConnectionType};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use websessions_domain::{ClientIp, Cutoffs, InfraError, SessionId, TokenHash};
 
 use crate::error::{infra_sqlx, is_connection_error};
 use crate::sessions::{FIND_COLUMNS, SessionRow, hash_bytes, unix};
 
-/// The recognition statement; then touch-and-read (R3 with touch_interval=0) and the touch
-/// alone (R3, past the touch interval), each by `Touch::variant`.
-static FIND: LazyLock<String> = LazyLock::new(|| format!("{FIND_COLUMNS}$1"));
-static TOUCH_AND_FIND: LazyLock<[String; 4]> = LazyLock::new(|| {
-    VARIANTS.map(|(absolute, ip)| {
-        format!(
-            "WITH t AS ({}) \
-             SELECT t.*, u.username, u.superuser FROM t LEFT JOIN users u ON u.id = t.user_id",
-            touch_sql(
-                absolute,
-                ip,
-                "id, token_hash, ip_address, kind, user_id, created_at, authenticated_at, \
-                 last_activity_at"
-            )
-        )
-    })
-});
-static TOUCH: LazyLock<[String; 4]> =
-    LazyLock::new(|| VARIANTS.map(|(absolute, ip)| touch_sql(absolute, ip, "id")));
+/// A session to touch: id, token hash, validity cutoffs and (with R2's IP check) the address.
+pub(crate) type Target<'a> = (SessionId, &'a TokenHash, Cutoffs, Option<ClientIp>);
+
+/// What recognition asks of storage, on connections of its own.
+#[async_trait]
+pub(crate) trait Recognition: Send + Sync + fmt::Debug {
+    /// The session `id` and its user.
+    async fn find(&self, id: SessionId) -> Result<Option<SessionRow>, InfraError>;
+    /// Touches the session while it is still valid; whether it did (R3).
+    async fn touch(&self, target: Target<'_>, now: i64) -> Result<bool, InfraError>;
+    /// Touches the session while it is still valid and reads it back (R3, interval 0).
+    async fn touch_and_find(
+        &self,
+        target: Target<'_>,
+        now: i64,
+    ) -> Result<Option<SessionRow>, InfraError>;
+    /// Refuses further work and closes the idle connections politely, so the server logs no
+    /// unexpected disconnects at shutdown.
+    async fn close(&self);
+}
+
+/// Recognition on connections of its own for `db`, sized and timed like its pool; `None` on
+/// SQLite (and for a disconnected handle).
+pub(crate) fn for_database(db: &DatabaseConnection) -> Option<Arc<dyn Recognition>> {
+    match &db.inner {
+        DatabaseConnectionType::SqlxPostgresPoolConnection(_) => {
+            Some(Arc::new(Connections::<PgConnection>::like(
+                db.get_postgres_connection_pool(),
+            )))
+        }
+        DatabaseConnectionType::SqlxMySqlPoolConnection(_) => {
+            Some(Arc::new(Connections::<MySqlConnection>::like(
+                db.get_mysql_connection_pool(),
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// One backend's statements: the read, then the touch and (PostgreSQL) the touch-and-read by
+/// `Touch::variant`. MySQL has no `UPDATE ... RETURNING`: it touches, then reads.
+struct Statements {
+    find: String,
+    touch: [String; 4],
+    touch_and_find: [String; 4],
+}
 
 /// (absolute limit on, IP check on), in `Touch::variant` order.
 const VARIANTS: [(bool, bool); 4] = [(false, false), (false, true), (true, false), (true, true)];
 
-type Query<O> = sqlx::query::QueryAs<'static, Postgres, O, PgArguments>;
+static POSTGRES: LazyLock<Statements> = LazyLock::new(|| Statements {
+    find: format!("{FIND_COLUMNS}$1"),
+    touch: VARIANTS
+        .map(|(absolute, ip)| touch_sql(Dialect::Postgres, absolute, ip) + " RETURNING id"),
+    touch_and_find: VARIANTS.map(|(absolute, ip)| {
+        format!(
+            "WITH t AS ({} RETURNING id, token_hash, ip_address, kind, user_id, created_at, \
+             authenticated_at, last_activity_at) \
+             SELECT t.*, u.username, u.superuser FROM t LEFT JOIN users u ON u.id = t.user_id",
+            touch_sql(Dialect::Postgres, absolute, ip)
+        )
+    }),
+});
+
+static MYSQL: LazyLock<Statements> = LazyLock::new(|| Statements {
+    find: format!("{FIND_COLUMNS}?"),
+    touch: VARIANTS.map(|(absolute, ip)| touch_sql(Dialect::MySql, absolute, ip)),
+    touch_and_find: Default::default(),
+});
+
+#[derive(Clone, Copy, PartialEq)]
+enum Dialect {
+    /// Numbered parameters (`$1`), each bound once.
+    Postgres,
+    /// Positional parameters (`?`): one used twice is bound twice.
+    MySql,
+}
+
+impl Dialect {
+    fn param(self, n: usize) -> String {
+        match self {
+            Self::Postgres => format!("${n}"),
+            Self::MySql => "?".to_owned(),
+        }
+    }
+}
+
+/// The conditional touch: now, id, token hash, idle cutoff, then the absolute cutoff and the
+/// client address when checked.
+fn touch_sql(dialect: Dialect, absolute: bool, ip: bool) -> String {
+    let p = |n| dialect.param(n);
+    let mut sql = format!(
+        "UPDATE sessions SET last_activity_at = {} WHERE id = {} AND token_hash = {} \
+         AND last_activity_at >= {}",
+        p(1),
+        p(2),
+        p(3),
+        p(4)
+    );
+    let mut n = 4;
+    if absolute {
+        n += 1;
+        sql.push_str(&format!(
+            " AND (created_at >= {} OR authenticated_at >= {})",
+            p(n),
+            p(n)
+        ));
+    }
+    if ip {
+        n += 1;
+        sql.push_str(&format!(" AND ip_address = {}", p(n)));
+    }
+    sql
+}
+
+/// The values `touch_sql` binds, in its order.
+struct Touch {
+    now: i64,
+    id: i64,
+    hash: Vec<u8>,
+    idle: i64,
+    absolute: Option<i64>,
+    ip: Option<String>,
+}
+
+impl Touch {
+    fn new((id, token_hash, cutoffs, ip): Target<'_>, now: i64) -> Self {
+        Self {
+            now,
+            id: id.get(),
+            hash: hash_bytes(token_hash),
+            idle: unix(cutoffs.idle),
+            absolute: cutoffs.absolute.map(unix),
+            ip: ip.map(|ip| ip.to_string()),
+        }
+    }
+
+    /// Index into `VARIANTS` and the statements built from it.
+    fn variant(&self) -> usize {
+        usize::from(self.absolute.is_some()) * 2 + usize::from(self.ip.is_some())
+    }
+
+    fn arguments<DB: Database>(&self, dialect: Dialect) -> Result<DB::Arguments, sqlx::Error>
+    where
+        for<'t> i64: Encode<'t, DB> + Type<DB>,
+        for<'t> Vec<u8>: Encode<'t, DB> + Type<DB>,
+        for<'t> String: Encode<'t, DB> + Type<DB>,
+    {
+        let mut arguments = DB::Arguments::default();
+        let add = |result: Result<(), BoxDynError>| result.map_err(sqlx::Error::Encode);
+        add(arguments.add(self.now))?;
+        add(arguments.add(self.id))?;
+        add(arguments.add(self.hash.clone()))?;
+        add(arguments.add(self.idle))?;
+        if let Some(absolute) = self.absolute {
+            add(arguments.add(absolute))?;
+            if dialect == Dialect::MySql {
+                add(arguments.add(absolute))?;
+            }
+        }
+        if let Some(ip) = &self.ip {
+            add(arguments.add(ip.clone()))?;
+        }
+        Ok(arguments)
+    }
+}
+
+type BoxFuture<'c, T> = Pin<Box<dyn Future<Output = T> + Send + 'c>>;
 
 /// Up to `size` connections, opened on first need and kept open.
-pub(crate) struct PgRecognition {
-    options: PgConnectOptions,
-    idle: Mutex<Vec<PgConnection>>,
+struct Connections<C: Connection> {
+    options: C::Options,
+    idle: Mutex<Vec<C>>,
     permits: Semaphore,
     acquire_timeout: Duration,
 }
 
-impl std::fmt::Debug for PgRecognition {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgRecognition")
+impl<C: Connection> fmt::Debug for Connections<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connections")
             .field("available", &self.permits.available_permits())
             .finish_non_exhaustive()
     }
 }
 
-impl PgRecognition {
-    pub(crate) fn new(options: PgConnectOptions, size: u32, acquire_timeout: Duration) -> Self {
+impl<C: Connection> Connections<C> {
+    /// As many connections as `pool` may hold, to the same database, with its acquire timeout.
+    fn like(pool: &sqlx::Pool<C::Database>) -> Self
+    where
+        C::Database: Database<Connection = C>,
+    {
+        let options = pool.options();
         Self {
-            options,
+            options: (*pool.connect_options()).clone(),
             idle: Mutex::new(Vec::new()),
-            permits: Semaphore::new(size.max(1) as usize),
-            acquire_timeout,
+            permits: Semaphore::new(options.get_max_connections().max(1) as usize),
+            acquire_timeout: options.get_acquire_timeout(),
         }
     }
 
-    /// The session `id` and its user: one statement, one round trip.
-    pub(crate) async fn find(&self, id: SessionId) -> Result<Option<SessionRow>, InfraError> {
-        self.fetch(|| sqlx::query_as(FIND.as_str()).bind(id.get()))
-            .await
-    }
-
-    /// Touches the session while it is still valid and reads it back, in one statement (R3).
-    pub(crate) async fn touch_and_find(
-        &self,
-        target: (SessionId, &TokenHash, Cutoffs, Option<ClientIp>),
-        now: i64,
-    ) -> Result<Option<SessionRow>, InfraError> {
-        let touch = Touch::new(target, now);
-        let sql = &TOUCH_AND_FIND[touch.variant()];
-        self.fetch(|| touch.bind(sql)).await
-    }
-
-    /// Touches the session while it still holds `token_hash` and is valid; whether it did.
-    pub(crate) async fn touch(
-        &self,
-        (id, token_hash, cutoffs): (SessionId, &TokenHash, Cutoffs),
-        now: i64,
-    ) -> Result<bool, InfraError> {
-        let touch = Touch::new((id, token_hash, cutoffs, None), now);
-        let sql = &TOUCH[touch.variant()];
-        let touched: Option<(i64,)> = self.fetch(|| touch.bind(sql)).await?;
-        Ok(touched.is_some())
-    }
-
-    /// Runs `query` on a connection. Every statement here is safe to repeat, so when a kept
+    /// Runs `work` on a connection. Every statement here is safe to repeat, so when a kept
     /// connection turns out broken (the server restarted or ended it), the idle ones are
-    /// presumed broken too and dropped, and the statement runs once more on a new connection:
-    /// a database restart costs no request an error.
-    async fn fetch<O>(&self, query: impl Fn() -> Query<O>) -> Result<Option<O>, InfraError>
-    where
-        O: for<'r> FromRow<'r, PgRow> + Send + Unpin,
-    {
+    /// presumed broken too and dropped, and the work runs once more on a new connection: a
+    /// database restart costs no request an error.
+    async fn run<T>(
+        &self,
+        work: impl for<'c> Fn(&'c mut C) -> BoxFuture<'c, Result<T, sqlx::Error>>,
+    ) -> Result<T, InfraError> {
         let mut retried = false;
         loop {
             let mut checkout = self.checkout().await?;
-            match query().fetch_optional(&mut checkout.connection).await {
-                Ok(row) => {
+            match work(&mut checkout.connection).await {
+                Ok(value) => {
                     checkout.release();
-                    return Ok(row);
+                    return Ok(value);
                 }
                 Err(error) if checkout.reused && !retried && is_connection_error(&error) => {
                     retried = true;
@@ -125,12 +256,12 @@ impl PgRecognition {
         }
     }
 
-    fn idle(&self) -> MutexGuard<'_, Vec<PgConnection>> {
+    fn idle(&self) -> MutexGuard<'_, Vec<C>> {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A connection: an idle one, else a new one, waiting at most the acquire timeout in all.
-    async fn checkout(&self) -> Result<Checkout<'_>, InfraError> {
+    async fn checkout(&self) -> Result<Checkout<'_, C>, InfraError> {
         tokio::time::timeout(self.acquire_timeout, async {
             let permit = self.permits.acquire().await.map_err(|_| {
                 InfraError::Unavailable(anyhow::anyhow!("recognition connections closed"))
@@ -141,7 +272,7 @@ impl PgRecognition {
                 Some(connection) => connection,
                 // Whatever the server answers (down, refusing this database, too many
                 // connections), a connection that cannot be opened is unavailability.
-                None => PgConnection::connect_with(&self.options)
+                None => C::connect_with(&self.options)
                     .await
                     .map_err(|error| InfraError::Unavailable(error.into()))?,
             };
@@ -160,9 +291,7 @@ impl PgRecognition {
         })?
     }
 
-    /// Refuses further checkouts and closes the idle connections politely, so the server
-    /// logs no unexpected disconnects at shutdown.
-    pub(crate) async fn close(&self) {
+    async fn close_idle(&self) {
         self.permits.close();
         let idle = std::mem::take(&mut *self.idle());
         for connection in idle {
@@ -172,94 +301,130 @@ impl PgRecognition {
 }
 
 /// A connection in use. Dropped without `release` (an error, or a request cancelled
-/// mid-query), its connection is closed rather than returned mid-conversation.
-struct Checkout<'a> {
-    pool: &'a PgRecognition,
-    connection: PgConnection,
+/// mid-statement), its connection is closed rather than returned mid-conversation.
+struct Checkout<'a, C: Connection> {
+    pool: &'a Connections<C>,
+    connection: C,
     /// Whether the connection was kept from an earlier use (rather than opened for this one).
     reused: bool,
     _permit: SemaphorePermit<'a>,
 }
 
-impl Checkout<'_> {
+impl<C: Connection> Checkout<'_, C> {
     fn release(self) {
         self.pool.idle().push(self.connection);
     }
 }
 
-/// The conditional touch: $1 now, $2 id, $3 token hash, $4 idle cutoff, then the absolute
-/// cutoff and the client address when checked.
-fn touch_sql(absolute: bool, ip: bool, returning: &str) -> String {
-    let mut conditions = String::new();
-    let mut n = 4;
-    if absolute {
-        n += 1;
-        conditions.push_str(&format!(
-            " AND (created_at >= ${n} OR authenticated_at >= ${n})"
-        ));
-    }
-    if ip {
-        n += 1;
-        conditions.push_str(&format!(" AND ip_address = ${n}"));
-    }
-    format!(
-        "UPDATE sessions SET last_activity_at = $1 \
-         WHERE id = $2 AND token_hash = $3 AND last_activity_at >= $4{conditions} \
-         RETURNING {returning}"
-    )
+/// A backend's recognition statements, run on one of its connections.
+trait Backend: Connection {
+    fn find(&mut self, id: i64) -> BoxFuture<'_, Result<Option<SessionRow>, sqlx::Error>>;
+    fn touch(&mut self, touch: &Touch) -> BoxFuture<'_, Result<bool, sqlx::Error>>;
+    fn touch_and_find(
+        &mut self,
+        touch: &Touch,
+    ) -> BoxFuture<'_, Result<Option<SessionRow>, sqlx::Error>>;
 }
 
-/// The values `touch_sql` binds, in its order.
-struct Touch {
-    now: i64,
-    id: i64,
-    hash: Vec<u8>,
-    idle: i64,
-    absolute: Option<i64>,
-    ip: Option<String>,
-}
+#[async_trait]
+impl<C: Backend> Recognition for Connections<C> {
+    async fn find(&self, id: SessionId) -> Result<Option<SessionRow>, InfraError> {
+        self.run(|conn| conn.find(id.get())).await
+    }
 
-impl Touch {
-    fn new(
-        (id, token_hash, cutoffs, ip): (SessionId, &TokenHash, Cutoffs, Option<ClientIp>),
+    async fn touch(&self, target: Target<'_>, now: i64) -> Result<bool, InfraError> {
+        let touch = Touch::new(target, now);
+        self.run(|conn| conn.touch(&touch)).await
+    }
+
+    async fn touch_and_find(
+        &self,
+        target: Target<'_>,
         now: i64,
-    ) -> Self {
-        Self {
-            now,
-            id: id.get(),
-            hash: hash_bytes(token_hash),
-            idle: unix(cutoffs.idle),
-            absolute: cutoffs.absolute.map(unix),
-            ip: ip.map(|ip| ip.to_string()),
-        }
+    ) -> Result<Option<SessionRow>, InfraError> {
+        let touch = Touch::new(target, now);
+        self.run(|conn| conn.touch_and_find(&touch)).await
     }
 
-    /// Index into `VARIANTS` and the statements built from it.
-    fn variant(&self) -> usize {
-        usize::from(self.absolute.is_some()) * 2 + usize::from(self.ip.is_some())
-    }
-
-    fn bind<O>(&self, sql: &'static str) -> Query<O>
-    where
-        O: for<'r> FromRow<'r, PgRow>,
-    {
-        let mut query = sqlx::query_as(sql)
-            .bind(self.now)
-            .bind(self.id)
-            .bind(self.hash.clone())
-            .bind(self.idle);
-        if let Some(absolute) = self.absolute {
-            query = query.bind(absolute);
-        }
-        if let Some(ip) = &self.ip {
-            query = query.bind(ip.clone());
-        }
-        query
+    async fn close(&self) {
+        self.close_idle().await;
     }
 }
 
-impl<'r> FromRow<'r, PgRow> for SessionRow {
-    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+impl Backend for PgConnection {
+    fn find(&mut self, id: i64) -> BoxFuture<'_, Result<Option<SessionRow>, sqlx::Error>> {
+        let sql = POSTGRES.find.as_str();
+        Box::pin(sqlx::query_as(sql).bind(id).fetch_optional(self))
+    }
+
+    fn touch(&mut self, touch: &Touch) -> BoxFuture<'_, Result<bool, sqlx::Error>> {
+        let sql = POSTGRES.touch[touch.variant()].as_str();
+        let arguments = touch.arguments::<Postgres>(Dialect::Postgres);
+        Box::pin(async move {
+            let touched: Option<(i64,)> = sqlx::query_as_with(sql, arguments?)
+                .fetch_optional(self)
+                .await?;
+            Ok(touched.is_some())
+        })
+    }
+
+    fn touch_and_find(
+        &mut self,
+        touch: &Touch,
+    ) -> BoxFuture<'_, Result<Option<SessionRow>, sqlx::Error>> {
+        let sql = POSTGRES.touch_and_find[touch.variant()].as_str();
+        let arguments = touch.arguments::<Postgres>(Dialect::Postgres);
+        Box::pin(async move {
+            sqlx::query_as_with(sql, arguments?)
+                .fetch_optional(self)
+                .await
+        })
+    }
+}
+
+impl Backend for MySqlConnection {
+    fn find(&mut self, id: i64) -> BoxFuture<'_, Result<Option<SessionRow>, sqlx::Error>> {
+        let sql = MYSQL.find.as_str();
+        Box::pin(sqlx::query_as(sql).bind(id).fetch_optional(self))
+    }
+
+    fn touch(&mut self, touch: &Touch) -> BoxFuture<'_, Result<bool, sqlx::Error>> {
+        let sql = MYSQL.touch[touch.variant()].as_str();
+        let arguments = touch.arguments::<MySql>(Dialect::MySql);
+        Box::pin(async move {
+            let done = sqlx::query_with(sql, arguments?).execute(self).await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    /// Two statements on one connection: the conditional touch, then the read.
+    fn touch_and_find(
+        &mut self,
+        touch: &Touch,
+    ) -> BoxFuture<'_, Result<Option<SessionRow>, sqlx::Error>> {
+        let (id, sql) = (touch.id, MYSQL.touch[touch.variant()].as_str());
+        let arguments = touch.arguments::<MySql>(Dialect::MySql);
+        Box::pin(async move {
+            let done = sqlx::query_with(sql, arguments?)
+                .execute(&mut *self)
+                .await?;
+            if done.rows_affected() != 1 {
+                return Ok(None);
+            }
+            self.find(id).await
+        })
+    }
+}
+
+impl<'r, R: Row> FromRow<'r, R> for SessionRow
+where
+    &'r str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    bool: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
         Ok(Self {
             id: row.try_get("id")?,
             token_hash: row.try_get("token_hash")?,

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
-    DatabaseConnectionType, DbBackend, EntityTrait, FromQueryResult, JoinType, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, RelationTrait, Statement, TransactionTrait, UpdateMany,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend,
+    EntityTrait, FromQueryResult, JoinType, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    RelationTrait, Statement, TransactionTrait, UpdateMany,
 };
 use time::OffsetDateTime;
 use websessions_domain::ports::{
@@ -21,32 +21,22 @@ use websessions_domain::{
 
 use crate::entity::{sessions, users};
 use crate::error::{corrupt, infra};
-use crate::recognition::PgRecognition;
+use crate::recognition::{self, Recognition};
 
-/// Sessions stored with SeaORM; on PostgreSQL, recognition runs on its own connections.
+/// Sessions stored with SeaORM; on PostgreSQL and MySQL/MariaDB, recognition runs on
+/// connections of its own (see `recognition`).
 #[derive(Clone, Debug)]
 pub struct SeaSessions {
     db: DatabaseConnection,
-    recognition: Option<Arc<PgRecognition>>,
+    recognition: Option<Arc<dyn Recognition>>,
 }
 
 impl SeaSessions {
-    /// On PostgreSQL, recognition gets its own connections, opened as needed up to the pool's
-    /// size and with its acquire timeout (so the service holds at most twice that many).
+    /// On PostgreSQL and MySQL/MariaDB, recognition gets its own connections, opened as needed
+    /// up to the pool's size and with its acquire timeout (so the service holds at most twice
+    /// that many).
     pub fn new(db: DatabaseConnection) -> Self {
-        let postgres = matches!(
-            db.inner,
-            DatabaseConnectionType::SqlxPostgresPoolConnection(_)
-        );
-        let recognition = postgres.then(|| {
-            let pool = db.get_postgres_connection_pool();
-            let options = pool.options();
-            Arc::new(PgRecognition::new(
-                (*pool.connect_options()).clone(),
-                options.get_max_connections(),
-                options.get_acquire_timeout(),
-            ))
-        });
+        let recognition = recognition::for_database(&db);
         Self { db, recognition }
     }
 
@@ -315,9 +305,8 @@ impl SessionRepository for SeaSessions {
         now: OffsetDateTime,
     ) -> Result<bool, InfraError> {
         if let Some(recognition) = &self.recognition {
-            return recognition
-                .touch((id, &token_hash, cutoffs), unix(now))
-                .await;
+            let target = (id, &token_hash, cutoffs, None);
+            return recognition.touch(target, unix(now)).await;
         }
         let target = (id, &token_hash, cutoffs, None);
         let last_activity = sessions::Column::LastActivityAt;

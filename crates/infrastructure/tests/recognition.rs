@@ -1,13 +1,14 @@
-//! Recognition's own PostgreSQL connections (see `src/recognition.rs`): what happens to them
-//! when the server ends them, and when a request is cancelled mid-query. PostgreSQL only (the
-//! other backends recognise on the shared pool); skipped when it is not configured.
+//! Recognition's own connections (see `src/recognition.rs`): what happens to them when the
+//! server ends them, and when a request is cancelled mid-statement. PostgreSQL and
+//! MySQL/MariaDB (SQLite recognises on the shared pool); a backend that is not configured is
+//! skipped.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::task::Poll;
 
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 use time::OffsetDateTime;
 use time::macros::datetime;
 use websessions_domain::ports::{NewSession, SessionRepository};
@@ -29,19 +30,58 @@ async fn session(repo: &SeaSessions, n: u8) -> SessionId {
 }
 
 /// Ends every connection to the test database, as a server restart would.
-async fn end_connections(db: &TestDb) {
-    assert!(
-        db.as_admin(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = '{db}' AND pid <> pg_backend_pid()"
-        )
-        .await
-    );
+async fn end_connections(db: &TestDb, backend: Backend) {
+    match backend {
+        Backend::Postgres => assert!(
+            db.as_admin(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = '{db}' AND pid <> pg_backend_pid()"
+            )
+            .await
+        ),
+        Backend::Mysql => {
+            let ids = db
+                .conn
+                .query_all_raw(Statement::from_string(
+                    DbBackend::MySql,
+                    "SELECT id FROM information_schema.processlist \
+                     WHERE db = DATABASE() AND id <> CONNECTION_ID()",
+                ))
+                .await
+                .unwrap();
+            assert!(!ids.is_empty(), "recognition holds connections");
+            for row in ids {
+                let id: i64 = row.try_get("", "id").unwrap();
+                db.conn
+                    .execute_unprepared(&format!("KILL {id}"))
+                    .await
+                    .unwrap();
+            }
+        }
+        Backend::Sqlite => unreachable!("SQLite recognises on the shared pool"),
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn recognition_survives_the_server_ending_its_kept_connections() {
-    let Some(db) = TestDb::new(Backend::Postgres).await else {
+macro_rules! on_servers {
+    ($($name:ident),* $(,)?) => {
+        mod postgres { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { crate::$name(websessions_infrastructure::testing::Backend::Postgres).await }
+        )* }
+        mod mysql { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { crate::$name(websessions_infrastructure::testing::Backend::Mysql).await }
+        )* }
+    };
+}
+
+on_servers!(
+    recognition_survives_the_server_ending_its_kept_connections,
+    a_recognition_cancelled_mid_statement_never_hands_its_answer_to_the_next,
+);
+
+async fn recognition_survives_the_server_ending_its_kept_connections(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
         return;
     };
     let repo = SeaSessions::new(db.conn.clone());
@@ -57,11 +97,11 @@ async fn recognition_survives_the_server_ending_its_kept_connections() {
     for found in warm {
         assert_eq!(found.await.unwrap().unwrap().unwrap().id, id);
     }
-    end_connections(&db).await;
+    end_connections(&db, backend).await;
     let found = repo.find(id).await.expect("a read on a fresh connection");
     assert_eq!(found.unwrap().id, id);
 
-    end_connections(&db).await;
+    end_connections(&db, backend).await;
     let cutoffs = SessionPolicy::default().cutoffs(NOW);
     let touched = repo
         .touch_and_find(id, token_hash, cutoffs, None, NOW)
@@ -69,7 +109,7 @@ async fn recognition_survives_the_server_ending_its_kept_connections() {
         .expect("a touch on a fresh connection");
     assert_eq!(touched.unwrap().id, id);
 
-    end_connections(&db).await;
+    end_connections(&db, backend).await;
     let touched = repo
         .touch(id, token_hash, cutoffs, NOW)
         .await
@@ -79,9 +119,10 @@ async fn recognition_survives_the_server_ending_its_kept_connections() {
     db.drop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_recognition_cancelled_mid_query_never_hands_its_answer_to_the_next() {
-    let Some(db) = TestDb::new(Backend::Postgres).await else {
+async fn a_recognition_cancelled_mid_statement_never_hands_its_answer_to_the_next(
+    backend: Backend,
+) {
+    let Some(db) = TestDb::new(backend).await else {
         return;
     };
     let repo = SeaSessions::new(db.conn.clone());
