@@ -40,8 +40,9 @@ async fn end_connections(db: &TestDb, backend: Backend) {
             .await
         ),
         Backend::Mysql => {
-            let ids = db
-                .conn
+            // One connection lists and kills all the others (a pooled one might be on the list).
+            let admin = db.conn.begin().await.unwrap();
+            let ids = admin
                 .query_all_raw(Statement::from_string(
                     DbBackend::MySql,
                     "SELECT id FROM information_schema.processlist \
@@ -52,11 +53,12 @@ async fn end_connections(db: &TestDb, backend: Backend) {
             assert!(!ids.is_empty(), "recognition holds connections");
             for row in ids {
                 let id: i64 = row.try_get("", "id").unwrap();
-                db.conn
+                admin
                     .execute_unprepared(&format!("KILL {id}"))
                     .await
                     .unwrap();
             }
+            admin.commit().await.unwrap();
         }
         Backend::Sqlite => unreachable!("SQLite recognises on the shared pool"),
     }
