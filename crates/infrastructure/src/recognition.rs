@@ -27,7 +27,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use websessions_domain::{ClientIp, Cutoffs, InfraError, SessionId, TokenHash};
 
 use crate::error::{infra_sqlx, is_connection_error};
-use crate::sessions::{FIND_COLUMNS, SessionRow, hash_bytes, unix};
+use crate::sessions::{FIND_COLUMNS, FIND_POSITIONAL, SessionRow, hash_bytes, unix};
 
 /// A session to touch: id, token hash, validity cutoffs and (with R2's IP check) the address.
 pub(crate) type Target<'a> = (SessionId, &'a TokenHash, Cutoffs, Option<ClientIp>);
@@ -68,12 +68,10 @@ pub(crate) fn for_database(db: &DatabaseConnection) -> Option<Arc<dyn Recognitio
     }
 }
 
-/// One backend's statements: the read, then the touch and (PostgreSQL) the touch-and-read by
-/// `Touch::variant`. MySQL has no `UPDATE ... RETURNING`: it touches, then reads.
+/// One backend's statements: the read, and the conditional touch by `Touch::variant`.
 struct Statements {
     find: String,
     touch: [String; 4],
-    touch_and_find: [String; 4],
 }
 
 /// (absolute limit on, IP check on), in `Touch::variant` order.
@@ -83,20 +81,24 @@ static POSTGRES: LazyLock<Statements> = LazyLock::new(|| Statements {
     find: format!("{FIND_COLUMNS}$1"),
     touch: VARIANTS
         .map(|(absolute, ip)| touch_sql(Dialect::Postgres, absolute, ip) + " RETURNING id"),
-    touch_and_find: VARIANTS.map(|(absolute, ip)| {
+});
+
+/// PostgreSQL's touch-and-read in one statement, by `Touch::variant`. MySQL has no
+/// `UPDATE ... RETURNING`: it touches, then reads, on the same connection.
+static POSTGRES_TOUCH_AND_FIND: LazyLock<[String; 4]> = LazyLock::new(|| {
+    VARIANTS.map(|(absolute, ip)| {
         format!(
             "WITH t AS ({} RETURNING id, token_hash, ip_address, kind, user_id, created_at, \
              authenticated_at, last_activity_at) \
              SELECT t.*, u.username, u.superuser FROM t LEFT JOIN users u ON u.id = t.user_id",
             touch_sql(Dialect::Postgres, absolute, ip)
         )
-    }),
+    })
 });
 
 static MYSQL: LazyLock<Statements> = LazyLock::new(|| Statements {
-    find: format!("{FIND_COLUMNS}?"),
+    find: FIND_POSITIONAL.clone(),
     touch: VARIANTS.map(|(absolute, ip)| touch_sql(Dialect::MySql, absolute, ip)),
-    touch_and_find: Default::default(),
 });
 
 #[derive(Clone, Copy, PartialEq)]
@@ -145,6 +147,7 @@ fn touch_sql(dialect: Dialect, absolute: bool, ip: bool) -> String {
 }
 
 /// The values `touch_sql` binds, in its order.
+#[derive(Clone)]
 struct Touch {
     now: i64,
     id: i64,
@@ -248,6 +251,7 @@ impl<C: Connection> Connections<C> {
                 Err(error) if checkout.reused && !retried && is_connection_error(&error) => {
                     retried = true;
                     drop(checkout);
+                    // Taken out first, so they are closed outside the lock.
                     let stale = std::mem::take(&mut *self.idle());
                     drop(stale);
                 }
@@ -372,7 +376,7 @@ impl Backend for PgConnection {
         &mut self,
         touch: &Touch,
     ) -> BoxFuture<'_, Result<Option<SessionRow>, sqlx::Error>> {
-        let sql = POSTGRES.touch_and_find[touch.variant()].as_str();
+        let sql = POSTGRES_TOUCH_AND_FIND[touch.variant()].as_str();
         let arguments = touch.arguments::<Postgres>(Dialect::Postgres);
         Box::pin(async move {
             sqlx::query_as_with(sql, arguments?)
@@ -402,16 +406,12 @@ impl Backend for MySqlConnection {
         &mut self,
         touch: &Touch,
     ) -> BoxFuture<'_, Result<Option<SessionRow>, sqlx::Error>> {
-        let (id, sql) = (touch.id, MYSQL.touch[touch.variant()].as_str());
-        let arguments = touch.arguments::<MySql>(Dialect::MySql);
+        let touch = touch.clone();
         Box::pin(async move {
-            let done = sqlx::query_with(sql, arguments?)
-                .execute(&mut *self)
-                .await?;
-            if done.rows_affected() != 1 {
+            if !self.touch(&touch).await? {
                 return Ok(None);
             }
-            self.find(id).await
+            self.find(touch.id).await
         })
     }
 }

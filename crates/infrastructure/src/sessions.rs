@@ -1,14 +1,14 @@
 //! `SessionRepository` on SeaORM. Every write that could race is a conditional
 //! `UPDATE ... WHERE still valid`, never a read followed by a write.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend,
-    EntityTrait, FromQueryResult, JoinType, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    RelationTrait, Statement, TransactionTrait, UpdateMany,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
+    FromQueryResult, JoinType, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, RelationTrait,
+    Statement, TransactionTrait, UpdateMany,
 };
 use time::OffsetDateTime;
 use websessions_domain::ports::{
@@ -147,17 +147,8 @@ pub(crate) const FIND_COLUMNS: &str = "SELECT s.id, s.token_hash, s.ip_address, 
      s.created_at, s.authenticated_at, s.last_activity_at, u.username, u.superuser \
      FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = ";
 
-fn find_statement(backend: DbBackend, id: SessionId) -> Statement {
-    let placeholder = match backend {
-        DbBackend::Postgres => "$1",
-        _ => "?",
-    };
-    Statement::from_sql_and_values(
-        backend,
-        format!("{FIND_COLUMNS}{placeholder}"),
-        [id.get().into()],
-    )
-}
+/// `FIND_COLUMNS` with its positional parameter (MySQL and SQLite).
+pub(crate) static FIND_POSITIONAL: LazyLock<String> = LazyLock::new(|| format!("{FIND_COLUMNS}?"));
 
 fn record(row: SessionRow) -> Result<SessionRecord, InfraError> {
     let user = match (row.user_id, row.username) {
@@ -288,7 +279,10 @@ impl SessionRepository for SeaSessions {
         if let Some(recognition) = &self.recognition {
             return recognition.find(id).await?.map(record).transpose();
         }
-        let statement = find_statement(self.db.get_database_backend(), id);
+        // Only SQLite gets here: the server backends recognise on connections of their own.
+        let backend = self.db.get_database_backend();
+        let statement =
+            Statement::from_sql_and_values(backend, &*FIND_POSITIONAL, [id.get().into()]);
         SessionRow::find_by_statement(statement)
             .one(&self.db)
             .await
