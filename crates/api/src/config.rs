@@ -2,16 +2,19 @@
 //! text and validated here, so that a bad one stops any command with one line naming the
 //! variable (exit code 2).
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::time::Duration as StdDuration;
 
 use clap::Args;
 use ipnet::IpNet;
 use time::Duration;
-use websessions_domain::{LockoutPolicy, SessionPolicy, TokenLength};
+use websessions_domain::{LockoutPolicy, PolicyError, SessionPolicy, SessionSettings, TokenLength};
+use websessions_infrastructure::Rate;
 
 /// The raw settings, as given by flags or the environment.
-#[derive(Args, Clone, Debug)]
+#[derive(Args, Clone)]
 pub struct ConfigArgs {
     /// Database URL: sqlite://FILE?mode=rwc, postgres://... or mysql://...
     #[arg(
@@ -158,6 +161,63 @@ pub struct ConfigArgs {
         global = true
     )]
     pub log_format: String,
+    /// New anonymous sessions per client address: N/s, N/min or N/h, or 0 for no limit.
+    #[arg(
+        long,
+        env = "WEBSESSIONS_SESSION_START_LIMIT",
+        default_value = "600/min",
+        global = true
+    )]
+    pub session_start_limit: String,
+    /// Login attempts per client address: N/s, N/min or N/h, or 0 for no limit.
+    #[arg(
+        long,
+        env = "WEBSESSIONS_LOGIN_LIMIT",
+        default_value = "120/min",
+        global = true
+    )]
+    pub login_limit: String,
+    /// Password checks that may wait for a hashing thread (at least 1); beyond, 503.
+    #[arg(
+        long,
+        env = "WEBSESSIONS_MAX_PENDING_HASHES",
+        default_value = "64",
+        global = true
+    )]
+    pub max_pending_hashes: String,
+}
+
+impl fmt::Debug for ConfigArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConfigArgs")
+            .field("database_url", &redacted(&self.database_url))
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A database URL with its password replaced, for anything that prints it.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest
+        .find(['/', '?'])
+        .map_or((rest, ""), |i| rest.split_at(i));
+    match authority.rsplit_once('@') {
+        Some((credentials, host)) => {
+            let user = credentials
+                .split_once(':')
+                .map_or(credentials, |(user, _)| user);
+            let hidden = if credentials.contains(':') {
+                ":[redacted]"
+            } else {
+                ""
+            };
+            format!("{scheme}://{user}{hidden}@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
 }
 
 /// A setting that failed validation; `Display` is the one line an operator sees.
@@ -197,8 +257,15 @@ pub struct CookieSettings {
     pub same_site: SameSite,
 }
 
-/// Validated configuration.
-#[derive(Clone, Debug)]
+/// R14's limits; `None` is no limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub session_start: Option<Rate>,
+    pub login: Option<Rate>,
+}
+
+/// Validated configuration. `Debug` never shows the database password.
+#[derive(Clone)]
 pub struct Config {
     pub database_url: String,
     pub database_max_connections: u32,
@@ -211,9 +278,42 @@ pub struct Config {
     /// Normalised `host:port` of each trusted origin.
     pub trusted_origins: Vec<String>,
     pub log_format: LogFormat,
+    pub limits: Limits,
+    pub max_pending_hashes: usize,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &redacted(&self.database_url))
+            .field("database_max_connections", &self.database_max_connections)
+            .field("listen", &self.listen)
+            .field("policy", &self.policy)
+            .field("lockout", &self.lockout)
+            .field("housekeeping_interval", &self.housekeeping_interval)
+            .field("cookie", &self.cookie)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("trusted_origins", &self.trusted_origins)
+            .field("log_format", &self.log_format)
+            .field("limits", &self.limits)
+            .field("max_pending_hashes", &self.max_pending_hashes)
+            .finish()
+    }
 }
 
 const DURATION_HINT: &str = "expected a duration such as 90s, 30m or 12h";
+
+/// A domain bound, named by the variable that broke it.
+fn refused(error: PolicyError) -> ConfigError {
+    let variable = match error {
+        PolicyError::IdleTimeout => "WEBSESSIONS_IDLE_TIMEOUT",
+        PolicyError::AbsoluteTimeout => "WEBSESSIONS_ABSOLUTE_TIMEOUT",
+        PolicyError::TouchInterval => "WEBSESSIONS_TOUCH_INTERVAL",
+        PolicyError::LockoutThreshold => "WEBSESSIONS_LOCKOUT_THRESHOLD",
+        PolicyError::LockoutIncrement => "WEBSESSIONS_LOCKOUT_INCREMENT",
+    };
+    bad(variable, error.to_string())
+}
 
 fn duration(variable: &'static str, text: &str) -> Result<Duration, ConfigError> {
     let text = text.trim();
@@ -273,10 +373,91 @@ pub fn normalise_host(authority: &str, default_port: Option<u16>) -> Option<Stri
     Some(format!("{host}:{port}"))
 }
 
+/// A whole number from `text` within `range`, or a refusal naming `variable`.
+fn whole<T>(
+    variable: &'static str,
+    text: &str,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + fmt::Display,
+{
+    text.trim()
+        .parse::<T>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| {
+            bad(
+                variable,
+                format!(
+                    "{text:?}: expected a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            )
+        })
+}
+
+/// An R14 limit: `N/s`, `N/min` or `N/h` with N >= 1, or `0` for none.
+fn limit(variable: &'static str, text: &str) -> Result<Option<Rate>, ConfigError> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(None);
+    }
+    let hint = || {
+        bad(
+            variable,
+            format!("{text:?}: expected N/s, N/min or N/h (N >= 1), or 0"),
+        )
+    };
+    let (count, per) = text.split_once('/').ok_or_else(hint)?;
+    let count = count
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .and_then(NonZeroU32::new)
+        .ok_or_else(hint)?;
+    let period = match per.trim() {
+        "s" => StdDuration::from_secs(1),
+        "min" => StdDuration::from_secs(60),
+        "h" => StdDuration::from_secs(3600),
+        _ => return Err(hint()),
+    };
+    Ok(Some(Rate { count, period }))
+}
+
 impl ConfigArgs {
-    /// Validates every setting; the first bad one is reported.
+    /// Validates every setting, in SPEC section 5's bounds; the first bad one is reported.
     pub fn validate(&self) -> Result<Config, ConfigError> {
-        let listen = self.listen.trim().parse().map_err(|_| {
+        Ok(Config {
+            database_url: self.database_url.clone(),
+            database_max_connections: whole(
+                "WEBSESSIONS_DATABASE_MAX_CONNECTIONS",
+                &self.database_max_connections,
+                1..=1000,
+            )?,
+            listen: self.listen()?,
+            policy: self.session_policy()?,
+            lockout: self.lockout()?,
+            housekeeping_interval: self.housekeeping_interval()?,
+            cookie: self.cookie()?,
+            trusted_proxies: self.trusted_proxies()?,
+            trusted_origins: self.trusted_origins()?,
+            log_format: self.log_format()?,
+            limits: Limits {
+                session_start: limit("WEBSESSIONS_SESSION_START_LIMIT", &self.session_start_limit)?,
+                login: limit("WEBSESSIONS_LOGIN_LIMIT", &self.login_limit)?,
+            },
+            max_pending_hashes: whole(
+                "WEBSESSIONS_MAX_PENDING_HASHES",
+                &self.max_pending_hashes,
+                1..=100_000,
+            )?,
+        })
+    }
+
+    fn listen(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen.trim().parse().map_err(|_| {
             bad(
                 "WEBSESSIONS_LISTEN",
                 format!(
@@ -284,67 +465,53 @@ impl ConfigArgs {
                     self.listen
                 ),
             )
-        })?;
-        let idle_timeout = duration("WEBSESSIONS_IDLE_TIMEOUT", &self.idle_timeout)?;
-        if idle_timeout <= Duration::ZERO {
-            return Err(bad("WEBSESSIONS_IDLE_TIMEOUT", "must be more than 0"));
-        }
+        })
+    }
+
+    /// R2-R5's settings, within the domain's bounds (idle 1 s to 365 days; absolute 0 or
+    /// from the idle timeout to 365 days; the touch interval below the idle timeout).
+    fn session_policy(&self) -> Result<SessionPolicy, ConfigError> {
         let absolute = duration("WEBSESSIONS_ABSOLUTE_TIMEOUT", &self.absolute_timeout)?;
-        let absolute_timeout = if absolute == Duration::ZERO {
-            None
-        } else if absolute < idle_timeout {
-            return Err(bad(
-                "WEBSESSIONS_ABSOLUTE_TIMEOUT",
-                "must be 0 (none) or at least WEBSESSIONS_IDLE_TIMEOUT",
-            ));
-        } else {
-            Some(absolute)
+        let settings = SessionSettings {
+            idle_timeout: duration("WEBSESSIONS_IDLE_TIMEOUT", &self.idle_timeout)?,
+            absolute_timeout: (!absolute.is_zero()).then_some(absolute),
+            check_ip: boolean("WEBSESSIONS_CHECK_IP", &self.check_ip)?,
+            touch_interval: duration("WEBSESSIONS_TOUCH_INTERVAL", &self.touch_interval)?,
+            token_length: TokenLength::new(whole(
+                "WEBSESSIONS_TOKEN_BYTES",
+                &self.token_bytes,
+                TokenLength::MIN..=TokenLength::MAX,
+            )?)
+            .map_err(|e| bad("WEBSESSIONS_TOKEN_BYTES", e.to_string()))?,
+            single_browser_session: boolean(
+                "WEBSESSIONS_SINGLE_BROWSER_SESSION",
+                &self.single_browser_session,
+            )?,
         };
-        let token_length = self
-            .token_bytes
-            .trim()
-            .parse::<usize>()
-            .ok()
-            .and_then(|n| TokenLength::new(n).ok())
-            .ok_or_else(|| {
-                bad(
-                    "WEBSESSIONS_TOKEN_BYTES",
-                    format!(
-                        "{:?}: expected a whole number from 16 to 64",
-                        self.token_bytes
-                    ),
-                )
-            })?;
-        let threshold = self
-            .lockout_threshold
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| {
-                bad(
-                    "WEBSESSIONS_LOCKOUT_THRESHOLD",
-                    format!(
-                        "{:?}: expected a whole number of at least 1",
-                        self.lockout_threshold
-                    ),
-                )
-            })?;
-        let increment = duration("WEBSESSIONS_LOCKOUT_INCREMENT", &self.lockout_increment)?;
-        let lockout = LockoutPolicy::new(threshold, increment)
-            .ok_or_else(|| bad("WEBSESSIONS_LOCKOUT_THRESHOLD", "must be at least 1"))?;
-        let housekeeping = duration(
-            "WEBSESSIONS_HOUSEKEEPING_INTERVAL",
-            &self.housekeeping_interval,
+        SessionPolicy::new(settings).map_err(refused)
+    }
+
+    fn lockout(&self) -> Result<LockoutPolicy, ConfigError> {
+        let threshold = whole(
+            "WEBSESSIONS_LOCKOUT_THRESHOLD",
+            &self.lockout_threshold,
+            1..=u32::MAX,
         )?;
-        if housekeeping <= Duration::ZERO {
-            return Err(bad(
-                "WEBSESSIONS_HOUSEKEEPING_INTERVAL",
-                "must be more than 0",
-            ));
+        let increment = duration("WEBSESSIONS_LOCKOUT_INCREMENT", &self.lockout_increment)?;
+        LockoutPolicy::new(threshold, increment).map_err(refused)
+    }
+
+    fn housekeeping_interval(&self) -> Result<StdDuration, ConfigError> {
+        const VARIABLE: &str = "WEBSESSIONS_HOUSEKEEPING_INTERVAL";
+        let interval = duration(VARIABLE, &self.housekeeping_interval)?;
+        if interval < Duration::SECOND || interval > websessions_domain::policy::MAX_SETTING {
+            return Err(bad(VARIABLE, "must be 1 s to 365 days"));
         }
-        let cookie = self.cookie()?;
-        let trusted_proxies = list(&self.trusted_proxies)
+        Ok(interval.unsigned_abs())
+    }
+
+    fn trusted_proxies(&self) -> Result<Vec<IpNet>, ConfigError> {
+        list(&self.trusted_proxies)
             .map(|entry| {
                 entry
                     .parse::<IpNet>()
@@ -356,8 +523,11 @@ impl ConfigArgs {
                         )
                     })
             })
-            .collect::<Result<_, _>>()?;
-        let trusted_origins = list(&self.trusted_origins)
+            .collect()
+    }
+
+    fn trusted_origins(&self) -> Result<Vec<String>, ConfigError> {
+        list(&self.trusted_origins)
             .map(|entry| {
                 normalise_origin(entry).ok_or_else(|| {
                     bad(
@@ -366,54 +536,18 @@ impl ConfigArgs {
                     )
                 })
             })
-            .collect::<Result<_, _>>()?;
-        let log_format = match self.log_format.trim() {
-            "pretty" => LogFormat::Pretty,
-            "json" => LogFormat::Json,
-            other => {
-                return Err(bad(
-                    "WEBSESSIONS_LOG_FORMAT",
-                    format!("{other:?}: expected pretty or json"),
-                ));
-            }
-        };
-        let database_max_connections = self
-            .database_max_connections
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| {
-                bad(
-                    "WEBSESSIONS_DATABASE_MAX_CONNECTIONS",
-                    format!(
-                        "{:?}: expected a whole number from 1 to 1000",
-                        self.database_max_connections
-                    ),
-                )
-            })?;
-        Ok(Config {
-            database_url: self.database_url.clone(),
-            database_max_connections,
-            listen,
-            policy: SessionPolicy {
-                idle_timeout,
-                absolute_timeout,
-                check_ip: boolean("WEBSESSIONS_CHECK_IP", &self.check_ip)?,
-                touch_interval: duration("WEBSESSIONS_TOUCH_INTERVAL", &self.touch_interval)?,
-                token_length,
-                single_browser_session: boolean(
-                    "WEBSESSIONS_SINGLE_BROWSER_SESSION",
-                    &self.single_browser_session,
-                )?,
-            },
-            lockout,
-            housekeeping_interval: housekeeping.unsigned_abs(),
-            cookie,
-            trusted_proxies,
-            trusted_origins,
-            log_format,
-        })
+            .collect()
+    }
+
+    fn log_format(&self) -> Result<LogFormat, ConfigError> {
+        match self.log_format.trim() {
+            "pretty" => Ok(LogFormat::Pretty),
+            "json" => Ok(LogFormat::Json),
+            other => Err(bad(
+                "WEBSESSIONS_LOG_FORMAT",
+                format!("{other:?}: expected pretty or json"),
+            )),
+        }
     }
 
     fn cookie(&self) -> Result<CookieSettings, ConfigError> {
@@ -463,10 +597,14 @@ mod tests {
         args: ConfigArgs,
     }
 
-    fn parse(flags: &[&str]) -> Result<Config, ConfigError> {
+    fn config_args(flags: &[&str]) -> ConfigArgs {
         let mut argv = vec!["websessions"];
         argv.extend_from_slice(flags);
-        Probe::try_parse_from(argv).unwrap().args.validate()
+        Probe::try_parse_from(argv).unwrap().args
+    }
+
+    fn parse(flags: &[&str]) -> Result<Config, ConfigError> {
+        config_args(flags).validate()
     }
 
     #[test]
@@ -480,6 +618,48 @@ mod tests {
         assert!(config.cookie.secure);
         assert_eq!(config.cookie.same_site, SameSite::Lax);
         assert_eq!(config.log_format, LogFormat::Pretty);
+        let per_minute = |n| {
+            Some(Rate {
+                count: NonZeroU32::new(n).unwrap(),
+                period: StdDuration::from_secs(60),
+            })
+        };
+        assert_eq!(config.limits.session_start, per_minute(600));
+        assert_eq!(config.limits.login, per_minute(120));
+        assert_eq!(config.max_pending_hashes, 64);
+    }
+
+    #[test]
+    fn limits_take_n_per_second_minute_or_hour_or_zero() {
+        let config = parse(&["--login-limit", "5/s", "--session-start-limit", "0"]).unwrap();
+        assert_eq!(config.limits.session_start, None);
+        let login = config.limits.login.unwrap();
+        assert_eq!(
+            (login.count.get(), login.period),
+            (5, StdDuration::from_secs(1))
+        );
+        let hourly = parse(&["--login-limit", "1/h"])
+            .unwrap()
+            .limits
+            .login
+            .unwrap();
+        assert_eq!(hourly.period, StdDuration::from_secs(3600));
+    }
+
+    #[test]
+    fn the_database_password_never_shows_in_debug_output() {
+        let config = parse(&["--database-url", "postgres://app:s3cret@db:5432/ws?x=1"]).unwrap();
+        let shown = format!(
+            "{config:?} {:?}",
+            config_args(&["--database-url", "mysql://u:s3cret@h/d"])
+        );
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("postgres://app:[redacted]@db:5432/ws?x=1"));
+        assert_eq!(
+            redacted("sqlite://websessions.db?mode=rwc"),
+            "sqlite://websessions.db?mode=rwc"
+        );
+        assert_eq!(redacted("postgres://app@db/ws"), "postgres://app@db/ws");
     }
 
     #[test]
@@ -521,6 +701,42 @@ mod tests {
                 &["--database-max-connections", "0"],
                 "WEBSESSIONS_DATABASE_MAX_CONNECTIONS",
             ),
+            (&["--idle-timeout", "366days"], "WEBSESSIONS_IDLE_TIMEOUT"),
+            (
+                &["--absolute-timeout", "366days"],
+                "WEBSESSIONS_ABSOLUTE_TIMEOUT",
+            ),
+            (&["--touch-interval", "30m"], "WEBSESSIONS_TOUCH_INTERVAL"),
+            (
+                &["--idle-timeout", "10s", "--absolute-timeout", "0"],
+                "WEBSESSIONS_TOUCH_INTERVAL",
+            ),
+            (
+                &["--lockout-increment", "0"],
+                "WEBSESSIONS_LOCKOUT_INCREMENT",
+            ),
+            (
+                &["--lockout-increment", "400days"],
+                "WEBSESSIONS_LOCKOUT_INCREMENT",
+            ),
+            (
+                &["--idle-timeout", "9999999999999999s"],
+                "WEBSESSIONS_IDLE_TIMEOUT",
+            ),
+            (&["--login-limit", "10"], "WEBSESSIONS_LOGIN_LIMIT"),
+            (&["--login-limit", "0/min"], "WEBSESSIONS_LOGIN_LIMIT"),
+            (
+                &["--session-start-limit", "5/day"],
+                "WEBSESSIONS_SESSION_START_LIMIT",
+            ),
+            (
+                &["--max-pending-hashes", "0"],
+                "WEBSESSIONS_MAX_PENDING_HASHES",
+            ),
+            (
+                &["--housekeeping-interval", "400days"],
+                "WEBSESSIONS_HOUSEKEEPING_INTERVAL",
+            ),
         ] {
             let error = parse(flags).unwrap_err();
             assert_eq!(error.variable, variable, "{flags:?}");
@@ -535,8 +751,8 @@ mod tests {
     #[test]
     fn zero_absolute_timeout_means_none_and_zero_touch_interval_is_allowed() {
         let config = parse(&["--absolute-timeout", "0", "--touch-interval", "0s"]).unwrap();
-        assert_eq!(config.policy.absolute_timeout, None);
-        assert_eq!(config.policy.touch_interval, Duration::ZERO);
+        assert_eq!(config.policy.absolute_timeout(), None);
+        assert_eq!(config.policy.touch_interval(), Duration::ZERO);
     }
 
     #[test]

@@ -17,10 +17,10 @@ use websessions_api::http::{self, Context, EdgeSettings, Readiness};
 use websessions_api::metrics::Metrics;
 use websessions_api::telemetry;
 use websessions_domain::ports::{Events, NoEvents};
-use websessions_domain::{Password, Ports, SessionService, Sessions};
+use websessions_domain::{Password, Ports, SessionAdmin, Sessions, Superuser, UserAdmin};
 use websessions_infrastructure::{
-    Argon2Hasher, DatabaseConnection, OsTokens, PoolOptions, SeaLockouts, SeaSessions, SeaUsers,
-    SystemClock, connect, migrate,
+    AddressLimits, Argon2Hasher, DatabaseConnection, OsTokens, PoolOptions, SeaAccounts,
+    SeaLockouts, SeaSessions, SeaUsers, SystemClock, connect, migrate,
 };
 
 #[tokio::main]
@@ -46,10 +46,12 @@ async fn main() -> ExitCode {
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Openapi => {
-            // The document depends only on the API's types: no database is opened.
+            // The document depends only on the API's types and the configuration: no
+            // database is opened (a disconnected handle renders SQLite's statements).
             let db = DatabaseConnection::default();
-            let ctx = context(&config, db.clone(), Arc::new(SeaSessions::new(db)))?;
-            println!("{}", http::openapi(ctx).spec());
+            let sessions = Arc::new(SeaSessions::new(db.clone())?);
+            let ctx = context(&config, db, sessions)?;
+            println!("{}", http::openapi(ctx));
         }
         Command::Migrate => {
             open(&config).await?;
@@ -58,28 +60,31 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Serve => serve(config).await?,
         Command::Purge => {
             let db = open(&config).await?;
-            let sessions = Arc::new(SeaSessions::new(db.clone()));
+            let sessions = Arc::new(SeaSessions::new(db.clone())?);
             let service = service(&config, db, sessions, Arc::new(NoEvents))?;
-            let report = service.maintain().await?;
+            let report = service.purge(&Superuser::operator()).await?;
             println!("{}", report.total());
         }
         Command::User(command) => {
             let db = open(&config).await?;
-            let sessions = Arc::new(SeaSessions::new(db.clone()));
+            let sessions = Arc::new(SeaSessions::new(db.clone())?);
             let service = service(&config, db, sessions, Arc::new(NoEvents))?;
+            let operator = Superuser::operator();
             match command {
                 UserCommand::Create { name, superuser } => {
                     let password = read_password()?;
-                    service.create_user(&name, password, superuser).await?;
+                    service
+                        .create_user(&operator, &name, password, superuser)
+                        .await?;
                     eprintln!("created user {name}");
                 }
                 UserCommand::SetPassword { name } => {
                     let password = read_password()?;
-                    service.reset_password(&name, password).await?;
+                    service.reset_password(&operator, &name, password).await?;
                     eprintln!("password set; every session of {name} has ended");
                 }
                 UserCommand::Unlock { name } => {
-                    service.unlock(&name).await?;
+                    service.unlock(&operator, &name).await?;
                     eprintln!("unlocked {name}");
                 }
             }
@@ -108,14 +113,19 @@ fn service(
     sessions: Arc<SeaSessions>,
     events: Arc<dyn Events>,
 ) -> anyhow::Result<Arc<Sessions>> {
-    let hasher = Argon2Hasher::owasp().context("cannot set up password hashing")?;
+    let hasher = Argon2Hasher::owasp()
+        .context("cannot set up password hashing")?
+        .with_max_pending(config.max_pending_hashes);
+    let limits = AddressLimits::new(config.limits.session_start, config.limits.login);
     let ports = Ports {
         sessions,
+        accounts: Arc::new(SeaAccounts::new(db.clone())),
         users: Arc::new(SeaUsers::new(db.clone())),
         lockouts: Arc::new(SeaLockouts::new(db)),
         hasher: Arc::new(hasher),
         tokens: Arc::new(OsTokens),
         clock: Arc::new(SystemClock),
+        limits: Arc::new(limits),
         events,
     };
     Ok(Arc::new(Sessions::new(
@@ -132,14 +142,18 @@ fn context(
     sessions: Arc<SeaSessions>,
 ) -> anyhow::Result<Arc<Context>> {
     let metrics = Arc::new(Metrics::new());
+    let rules = service(config, db.clone(), sessions, metrics.clone())?;
     Ok(Arc::new(Context {
-        service: service(config, db.clone(), sessions, metrics.clone())?,
+        holder: rules.clone(),
+        me: rules.clone(),
+        admin: rules.clone(),
+        users: rules,
         readiness: Arc::new(DatabaseReadiness(db)),
         edge: Arc::new(EdgeSettings {
             cookie: config.cookie.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
             trusted_origins: config.trusted_origins.clone(),
-            token_length: config.policy.token_length,
+            token_length: config.policy.token_length(),
         }),
         policy: config.policy.clone(),
         metrics,
@@ -161,15 +175,18 @@ impl Readiness for DatabaseReadiness {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let db = open(&config).await?;
-    let sessions = Arc::new(SeaSessions::new(db.clone()));
+    let sessions = Arc::new(SeaSessions::new(db.clone())?);
     let ctx = context(&config, db.clone(), sessions.clone())?;
     let housekeeping = tokio::spawn(housekeeping(
-        ctx.service.clone(),
+        ctx.admin.clone(),
         config.housekeeping_interval,
     ));
     let listener = TcpListener::bind(config.listen);
     tracing::info!(listen = %config.listen, "serving");
+    // R15: HTTP/2 without TLS (h2c) is served, with at most 100 concurrent streams per
+    // connection.
     let served = Server::new(listener)
+        .http2_max_concurrent_streams(MAX_STREAMS)
         .run_with_graceful_shutdown(
             http::app(ctx),
             shutdown_signal(),
@@ -185,15 +202,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Concurrent HTTP/2 streams per connection (R15).
+const MAX_STREAMS: u32 = 100;
+
 /// R8: maintenance every `interval`; a failure is logged and retried at the next tick.
-async fn housekeeping(service: Arc<dyn SessionService>, interval: Duration) {
+async fn housekeeping(admin: Arc<dyn SessionAdmin>, interval: Duration) {
     // The first run comes one interval after start, not at once: a restart is no reason to
     // purge, and a batch of restarts should not purge together.
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match service.maintain().await {
+        match admin.purge(&Superuser::operator()).await {
             Ok(report) if report.total() > 0 => {
                 tracing::info!(deleted = report.total(), "maintenance");
             }

@@ -8,7 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use websessions_domain::ports::Events;
-use websessions_domain::{EndCause, LoginResult, PurgeReport, SessionKind};
+use websessions_domain::{EndCause, LimitedAction, LoginResult, PurgeReport, SessionKind};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
@@ -26,9 +26,16 @@ struct CauseLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabel {
+    action: &'static str,
+}
+
+/// Every value comes from a fixed set: the route templates, a fixed set of methods, and the
+/// statuses this server answers with (SPEC section 4: no label value from client input).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: String,
-    method: String,
+    method: &'static str,
     status: u16,
 }
 
@@ -48,6 +55,8 @@ pub struct Metrics {
     started: Family<KindLabel, Counter>,
     ended: Family<CauseLabel, Counter>,
     purged: Counter,
+    rate_limited: Family<ActionLabel, Counter>,
+    shed: Counter,
     latency: Latency,
 }
 
@@ -65,6 +74,8 @@ impl Metrics {
         let started = Family::<KindLabel, Counter>::default();
         let ended = Family::<CauseLabel, Counter>::default();
         let purged = Counter::default();
+        let rate_limited = Family::<ActionLabel, Counter>::default();
+        let shed = Counter::default();
         let latency: Latency = Family::new_with_constructor(latency_histogram);
         // Counter names get `_total` appended when encoded.
         registry.register(
@@ -93,6 +104,16 @@ impl Metrics {
             purged.clone(),
         );
         registry.register(
+            "websessions_rate_limited",
+            "Requests refused by a per-address limit, by action: session_start, login",
+            rate_limited.clone(),
+        );
+        registry.register(
+            "websessions_shed",
+            "Logins and password changes refused because password hashing was saturated",
+            shed.clone(),
+        );
+        registry.register(
             "websessions_http_request_duration_seconds",
             "HTTP request latency by route template, method and status",
             latency.clone(),
@@ -104,16 +125,18 @@ impl Metrics {
             started,
             ended,
             purged,
+            rate_limited,
+            shed,
             latency,
         }
     }
 
     /// Records one request's latency.
-    pub fn observe_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+    pub fn observe_request(&self, route: &str, method: &'static str, status: u16, seconds: f64) {
         self.latency
             .get_or_create(&RequestLabels {
                 route: route.to_owned(),
-                method: method.to_owned(),
+                method,
                 status,
             })
             .observe(seconds);
@@ -160,6 +183,18 @@ impl Events for Metrics {
     fn purged(&self, report: PurgeReport) {
         self.purged.inc_by(report.total());
     }
+
+    fn rate_limited(&self, action: LimitedAction) {
+        self.rate_limited
+            .get_or_create(&ActionLabel {
+                action: action.as_str(),
+            })
+            .inc();
+    }
+
+    fn shed(&self) {
+        self.shed.inc();
+    }
 }
 
 #[cfg(test)]
@@ -177,9 +212,11 @@ mod tests {
         metrics.sessions_ended(EndCause::Replaced, 3);
         metrics.purged(PurgeReport {
             expired_sessions: 1,
-            ended_sessions: 2,
-            expired_lockouts: 4,
+            expired_lockouts: 2,
+            orphan_failures: 4,
         });
+        metrics.rate_limited(LimitedAction::Login);
+        metrics.shed();
         metrics.observe_request("/v1/session", "GET", 200, 0.001);
         let text = metrics.render();
         for line in [
@@ -189,6 +226,8 @@ mod tests {
             "websessions_sessions_started_total{kind=\"api\"} 1",
             "websessions_sessions_ended_total{cause=\"replaced\"} 3",
             "websessions_purged_rows_total 7",
+            "websessions_rate_limited_total{action=\"login\"} 1",
+            "websessions_shed_total 1",
             "websessions_http_request_duration_seconds_count{route=\"/v1/session\",method=\"GET\",status=\"200\"} 1",
         ] {
             assert!(

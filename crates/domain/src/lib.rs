@@ -1,27 +1,37 @@
-//! websessions' domain: the session rules of SPEC section 3 (R1..R13) and the ports they run
-//! on. It owns what a valid session, credential, username and password are, the lockout
-//! arithmetic, and the order of every check.
+//! websessions' domain: the session rules of SPEC section 3 (R1..R15) and the ports they run
+//! on. It owns what a valid session, credential, username and password are (`value`), when a
+//! session is valid and the lockout arithmetic (`policy`), and the order of every check, split
+//! by who acts: the session holder (`holder`), a logged-in user on their own sessions (`me`),
+//! a superuser on every session (`admin`) and on accounts (`users`).
 //!
 //! It must not depend on a database, HTTP or runtime IO crate: adapters implement the ports
-//! (`ports`) in the infrastructure crate, and the API calls `SessionService`.
+//! (`ports`) in the infrastructure crate, and the API calls the actors' traits.
 
+pub mod admin;
 pub mod error;
+pub mod holder;
+pub mod me;
 pub mod model;
 pub mod policy;
 pub mod ports;
 pub mod service;
+pub mod users;
 pub mod value;
 
+pub use admin::{MAX_PAGE, Page, SessionAdmin, SessionFilter};
 pub use error::{
-    ChangePasswordError, CreateUserError, InfraError, LoginError, RetryAfter, SetDataError,
-    UserError,
+    AccessError, ChangePasswordError, CreateUserError, EndSessionError, InfraError, LoginError,
+    RateLimited, ResetPasswordError, RetryAfter, Saturated, SetDataError, StartError, UserError,
 };
+pub use holder::{LoginAttempt, LoginPass, SessionHolder};
+pub use me::{Me, SelfService};
 pub use model::{
-    EndCause, LockoutState, LoginResult, PurgeReport, RecordedFailure, SessionQuery, SessionRecord,
-    SessionUser, User,
+    Attempt, Counted, EndCause, LimitedAction, LockoutState, LoginResult, PurgeReport,
+    SessionQuery, SessionRecord, SessionUser, Superuser, User,
 };
-pub use policy::{Cutoffs, LockoutPolicy, SessionPolicy};
-pub use service::{Issued, LoginAttempt, Ports, Presented, SessionService, Sessions};
+pub use policy::{Cutoffs, Expiry, LockoutPolicy, PolicyError, SessionPolicy, SessionSettings};
+pub use service::{Issued, Ports, Presented, Sessions};
+pub use users::UserAdmin;
 pub use value::{
     ClientIp, Credential, NewPassword, Password, PasswordHash, PasswordPolicyError, SessionData,
     SessionId, SessionKind, Token, TokenHash, TokenLength, UserId, Username,

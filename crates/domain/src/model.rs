@@ -1,15 +1,16 @@
-//! What the rules read and return: sessions, users, lockout state.
+//! What the rules read and return: sessions, users, lockout state, and the named outcomes of
+//! the ports.
 
 use time::OffsetDateTime;
 
 use crate::value::{ClientIp, PasswordHash, SessionId, SessionKind, TokenHash, UserId, Username};
 
 /// A session row as recognition needs it, with its user's identity (one indexed read).
+/// Ending a session deletes its row, so every stored session holds a token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionRecord {
     pub id: SessionId,
-    /// `None` once the session was logged out or ended: it can never be valid again.
-    pub token_hash: Option<TokenHash>,
+    pub token_hash: TokenHash,
     pub ip_address: ClientIp,
     pub kind: SessionKind,
     pub user: Option<SessionUser>,
@@ -48,13 +49,23 @@ pub struct LockoutState {
     pub locked_until: Option<OffsetDateTime>,
 }
 
-/// What recording one failed login did (R9).
+/// What R9's one atomic step did with an attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RecordedFailure {
-    /// The username's failure count including this one.
+pub enum Attempt {
+    /// A lock is in force until `until`: nothing was counted.
+    Locked { until: OffsetDateTime },
+    /// The attempt was counted (before its password is verified).
+    Counted(Counted),
+}
+
+/// A counted attempt (R9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counted {
+    /// The username's failure count including this attempt.
     pub failure_count: u32,
-    /// Set when this failure reached a multiple of the threshold and started a lock.
-    pub locked_until: Option<OffsetDateTime>,
+    /// Set when this attempt's count reached a multiple of the threshold and started a lock
+    /// lasting until then; only this attempt's verified password may remove that lock.
+    pub started_lock: Option<OffsetDateTime>,
 }
 
 /// What maintenance deleted (R8).
@@ -62,15 +73,15 @@ pub struct RecordedFailure {
 pub struct PurgeReport {
     /// Sessions past the idle or absolute timeout.
     pub expired_sessions: u64,
-    /// Sessions that had been logged out or ended.
-    pub ended_sessions: u64,
     /// Lockouts whose time had passed.
     pub expired_lockouts: u64,
+    /// Recorded failures of usernames without an account and without a lock in force.
+    pub orphan_failures: u64,
 }
 
 impl PurgeReport {
     pub fn total(&self) -> u64 {
-        self.expired_sessions + self.ended_sessions + self.expired_lockouts
+        self.expired_sessions + self.expired_lockouts + self.orphan_failures
     }
 }
 
@@ -106,7 +117,8 @@ impl EndCause {
     }
 }
 
-/// How a login attempt ended, for the operators' metrics.
+/// How a login attempt ended, for the operators' metrics. Attempts refused by R14 or R15
+/// are not login attempts: they record nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LoginResult {
     Success,
@@ -121,5 +133,53 @@ impl LoginResult {
             Self::BadCredentials => "bad_credentials",
             Self::Locked => "locked",
         }
+    }
+}
+
+/// What R14 limits per client address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LimitedAction {
+    /// R4 starts that create a row.
+    SessionStart,
+    /// Login attempts.
+    Login,
+}
+
+impl LimitedAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SessionStart => "session_start",
+            Self::Login => "login",
+        }
+    }
+}
+
+/// A session's user as a superuser: only the rules make one (`Superuser::of`), or the
+/// operator at the machine (the command line, and the server's own housekeeping).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Superuser {
+    username: Option<Username>,
+}
+
+impl Superuser {
+    /// The session's user when it is a superuser.
+    pub fn of(session: &SessionRecord) -> Option<Self> {
+        session
+            .user
+            .as_ref()
+            .filter(|user| user.superuser)
+            .map(|user| Self {
+                username: Some(user.username.clone()),
+            })
+    }
+
+    /// The operator at the machine: `websessions user ...`, `websessions purge`, housekeeping.
+    pub fn operator() -> Self {
+        Self { username: None }
+    }
+
+    /// Who acts: the superuser's name, or `None` for the operator.
+    pub fn username(&self) -> Option<&Username> {
+        self.username.as_ref()
     }
 }

@@ -5,7 +5,6 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::str::FromStr;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -227,13 +226,6 @@ impl fmt::Display for Username {
     }
 }
 
-impl FromStr for Username {
-    type Err = UsernameError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
-
 /// A password as typed: any text, never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Password(String);
@@ -377,10 +369,6 @@ impl SessionData {
             return Err(SessionDataTooLarge);
         }
         Ok(Self(object))
-    }
-
-    pub fn as_object(&self) -> &serde_json::Map<String, serde_json::Value> {
-        &self.0
     }
 
     pub fn into_object(self) -> serde_json::Map<String, serde_json::Value> {

@@ -1,23 +1,29 @@
 //! websessions' infrastructure: SeaORM adapters implementing the domain's ports on SQLite,
-//! PostgreSQL and MySQL/MariaDB, argon2id hashing on low-priority threads of its own, OS
-//! randomness and the system clock.
+//! PostgreSQL and MySQL/MariaDB, argon2id hashing on low-priority threads of its own with a
+//! bounded queue, per-address token buckets, OS randomness and the system clock.
 //!
-//! It depends on the domain (whose ports it implements) and never on the API.
+//! The sessions table has one home (`sessions`: its vocabulary in `sessions/table.rs`, the hot
+//! path's statements in `sessions/hot_path.rs`); the other adapters borrow its vocabulary and
+//! never each other. It depends on the domain (whose ports it implements) and never on the API.
 
+mod accounts;
+mod batches;
 mod db;
 mod entity;
 mod error;
+mod limits;
 mod lockouts;
-mod recognition;
 mod sessions;
 mod system;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod users;
 
+pub use accounts::SeaAccounts;
 pub use db::{PoolOptions, connect, migrate};
+pub use limits::{AddressLimits, MAX_ADDRESSES, Rate};
 pub use lockouts::SeaLockouts;
 pub use sea_orm::{DatabaseConnection, DbErr};
 pub use sessions::SeaSessions;
-pub use system::{Argon2Hasher, OsTokens, SystemClock};
+pub use system::{Argon2Hasher, DEFAULT_MAX_PENDING_HASHES, OsTokens, SystemClock};
 pub use users::SeaUsers;

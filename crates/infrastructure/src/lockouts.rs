@@ -1,19 +1,23 @@
-//! `LockoutRepository` on SeaORM: failure counting and lock creation in one transaction, so
-//! concurrent wrong guesses each get their own count and no threshold is skipped (R9).
+//! `LockoutRepository` on SeaORM (R9). Every attempt on a username first writes that name's
+//! row in `login_failures` (created when missing): the row lock it takes (the database's write
+//! lock on SQLite) serialises all attempts on the name, in any number of processes, until
+//! commit. Only then does the attempt read the lock, so it sees every lock an earlier attempt
+//! started, and a lock and the count that started it commit together.
 
 use async_trait::async_trait;
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    QueryFilter, QuerySelect, TransactionTrait,
 };
 use time::OffsetDateTime;
-use websessions_domain::ports::{LockoutRepository, Sweep};
-use websessions_domain::{InfraError, LockoutPolicy, LockoutState, RecordedFailure, Username};
+use websessions_domain::ports::{LockoutPurge, LockoutRepository, Sweep};
+use websessions_domain::{Attempt, Counted, InfraError, LockoutPolicy, LockoutState, Username};
 
-use crate::entity::{account_lockouts, login_failures};
+use crate::batches::Batches;
+use crate::entity::{account_lockouts, login_failures, users};
 use crate::error::{corrupt, infra};
-use crate::sessions::{from_unix, unix};
+use crate::sessions::table::{from_unix, unix};
 
 /// Failures and lockouts stored with SeaORM.
 #[derive(Clone, Debug)]
@@ -27,8 +31,54 @@ impl SeaLockouts {
     }
 }
 
-fn count(stored: i64) -> Result<u32, InfraError> {
-    u32::try_from(stored).map_err(|_| corrupt("failure count"))
+/// A stored count; one past what a `u32` holds saturates rather than failing the request.
+fn count(stored: i64) -> u32 {
+    u32::try_from(Ord::max(stored, 0)).unwrap_or(u32::MAX)
+}
+
+/// The lock on `name` in force at `now`, read in `db`.
+async fn lock_in_force<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    name: &str,
+    now: i64,
+) -> Result<Option<i64>, InfraError> {
+    account_lockouts::Entity::find_by_id(name)
+        .select_only()
+        .column(account_lockouts::Column::LockedUntil)
+        .filter(account_lockouts::Column::LockedUntil.gt(now))
+        .into_tuple()
+        .one(db)
+        .await
+        .map_err(infra)
+}
+
+/// Counts one attempt on `name` in `txn` with one upsert, which takes the name's row lock
+/// whether the row existed or not; the count including it.
+async fn count_attempt(txn: &DatabaseTransaction, name: &str, now: i64) -> Result<u32, InfraError> {
+    let incremented =
+        Expr::col((login_failures::Entity, login_failures::Column::FailureCount)).add(1);
+    login_failures::Entity::insert(login_failures::ActiveModel {
+        username: Set(name.to_owned()),
+        failure_count: Set(1),
+        last_failure_at: Set(now),
+    })
+    .on_conflict(
+        OnConflict::column(login_failures::Column::Username)
+            .value(login_failures::Column::FailureCount, incremented)
+            .update_column(login_failures::Column::LastFailureAt)
+            .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await
+    .map_err(infra)?;
+    let stored: Option<i64> = login_failures::Entity::find_by_id(name)
+        .select_only()
+        .column(login_failures::Column::FailureCount)
+        .into_tuple()
+        .one(txn)
+        .await
+        .map_err(infra)?;
+    Ok(count(stored.ok_or_else(|| corrupt("failure row"))?))
 }
 
 #[async_trait]
@@ -45,66 +95,34 @@ impl LockoutRepository for SeaLockouts {
             .one(&self.db)
             .await
             .map_err(infra)?;
-        let locked_until: Option<i64> = account_lockouts::Entity::find_by_id(username.as_str())
-            .select_only()
-            .column(account_lockouts::Column::LockedUntil)
-            .filter(account_lockouts::Column::LockedUntil.gt(unix(now)))
-            .into_tuple()
-            .one(&self.db)
-            .await
-            .map_err(infra)?;
+        let locked_until = lock_in_force(&self.db, username.as_str(), unix(now)).await?;
         Ok(LockoutState {
-            failure_count: failures.map(count).transpose()?.unwrap_or(0),
+            failure_count: failures.map_or(0, count),
             locked_until: locked_until.map(from_unix).transpose()?,
         })
     }
 
-    async fn record_failure(
+    async fn attempt(
         &self,
         username: &Username,
         now: OffsetDateTime,
         policy: LockoutPolicy,
-    ) -> Result<RecordedFailure, InfraError> {
-        let name = username.as_str().to_owned();
+    ) -> Result<Attempt, InfraError> {
+        let name = username.as_str();
         let txn = self.db.begin().await.map_err(infra)?;
-        // A write first: on SQLite it takes the write lock before any read, so concurrent
-        // transactions wait for each other instead of failing to upgrade.
-        login_failures::Entity::insert(login_failures::ActiveModel {
-            username: Set(name.clone()),
-            failure_count: Set(0),
-            last_failure_at: Set(unix(now)),
-        })
-        .on_conflict_do_nothing_on([login_failures::Column::Username])
-        .exec_without_returning(&txn)
-        .await
-        .map_err(infra)?;
-        // The increment holds the row lock until commit, so the count read next is this
-        // transaction's own.
-        login_failures::Entity::update_many()
-            .col_expr(
-                login_failures::Column::FailureCount,
-                Expr::col(login_failures::Column::FailureCount).add(1),
-            )
-            .col_expr(
-                login_failures::Column::LastFailureAt,
-                Expr::value(unix(now)),
-            )
-            .filter(login_failures::Column::Username.eq(name.as_str()))
-            .exec(&txn)
-            .await
-            .map_err(infra)?;
-        let stored: Option<i64> = login_failures::Entity::find_by_id(name.as_str())
-            .select_only()
-            .column(login_failures::Column::FailureCount)
-            .into_tuple()
-            .one(&txn)
-            .await
-            .map_err(infra)?;
-        let failure_count = count(stored.ok_or_else(|| corrupt("failure row"))?)?;
-        let locked_until = policy.lock_after(failure_count, now);
-        if let Some(until) = locked_until {
+        let failure_count = count_attempt(&txn, name, unix(now)).await?;
+        // Under the name's row lock: a lock committed by an earlier attempt is visible now.
+        if let Some(until) = lock_in_force(&txn, name, unix(now)).await? {
+            // Dropping the transaction rolls the count back: a refused attempt counts nothing.
+            drop(txn);
+            return Ok(Attempt::Locked {
+                until: from_unix(until)?,
+            });
+        }
+        let started_lock = policy.lock_after(failure_count, now);
+        if let Some(until) = started_lock {
             account_lockouts::Entity::insert(account_lockouts::ActiveModel {
-                username: Set(name),
+                username: Set(name.to_owned()),
                 locked_until: Set(unix(until)),
             })
             .on_conflict(
@@ -117,10 +135,29 @@ impl LockoutRepository for SeaLockouts {
             .map_err(infra)?;
         }
         txn.commit().await.map_err(infra)?;
-        Ok(RecordedFailure {
+        Ok(Attempt::Counted(Counted {
             failure_count,
-            locked_until,
-        })
+            started_lock,
+        }))
+    }
+
+    async fn verified(&self, username: &Username, counted: Counted) -> Result<(), InfraError> {
+        let name = username.as_str();
+        let txn = self.db.begin().await.map_err(infra)?;
+        // The failure row first: the same lock order as `attempt`.
+        login_failures::Entity::delete_by_id(name)
+            .exec(&txn)
+            .await
+            .map_err(infra)?;
+        if let Some(until) = counted.started_lock {
+            account_lockouts::Entity::delete_many()
+                .filter(account_lockouts::Column::Username.eq(name))
+                .filter(account_lockouts::Column::LockedUntil.eq(unix(until)))
+                .exec(&txn)
+                .await
+                .map_err(infra)?;
+        }
+        txn.commit().await.map_err(infra)
     }
 
     async fn clear(&self, username: &Username) -> Result<(), InfraError> {
@@ -141,33 +178,54 @@ impl LockoutRepository for SeaLockouts {
         now: OffsetDateTime,
         batch: u64,
         sweep: Sweep,
-    ) -> Result<u64, InfraError> {
-        let mut deleted = 0;
-        loop {
-            let names: Vec<String> = account_lockouts::Entity::find()
-                .select_only()
-                .column(account_lockouts::Column::Username)
-                .filter(account_lockouts::Column::LockedUntil.lte(unix(now)))
-                .order_by_asc(account_lockouts::Column::LockedUntil)
-                .limit(batch)
-                .into_tuple()
-                .all(&self.db)
-                .await
-                .map_err(infra)?;
-            let picked = names.len() as u64;
-            if picked == 0 {
-                return Ok(deleted);
-            }
-            deleted += account_lockouts::Entity::delete_many()
-                .filter(account_lockouts::Column::Username.is_in(names))
-                .filter(account_lockouts::Column::LockedUntil.lte(unix(now)))
-                .exec(&self.db)
-                .await
-                .map_err(infra)?
-                .rows_affected;
-            if picked < batch || sweep == Sweep::OneBatch {
-                return Ok(deleted);
-            }
-        }
+    ) -> Result<LockoutPurge, InfraError> {
+        let now = unix(now);
+        let expired = Batches::<account_lockouts::Entity> {
+            key: account_lockouts::Column::Username,
+            order: account_lockouts::Column::LockedUntil,
+            condition: Condition::all().add(account_lockouts::Column::LockedUntil.lte(now)),
+        };
+        let expired_locks = expired.delete::<String>(&self.db, batch, sweep).await?;
+        let orphans = Batches::<login_failures::Entity> {
+            key: login_failures::Column::Username,
+            order: login_failures::Column::LastFailureAt,
+            condition: orphan_failures(now),
+        };
+        let orphan_failures = orphans.delete::<String>(&self.db, batch, sweep).await?;
+        Ok(LockoutPurge {
+            expired_locks,
+            orphan_failures,
+        })
     }
+}
+
+/// Failures of a name that has no account and no lock in force at `now` (R8). Batches walk
+/// `last_failure_at`'s index; each candidate costs one lookup in the users' and the lockouts'
+/// unique indexes.
+fn orphan_failures(now: i64) -> Condition {
+    let failure_name = || Expr::col((login_failures::Entity, login_failures::Column::Username));
+    let account = Query::select()
+        .expr(Expr::val(1))
+        .from(users::Entity)
+        .and_where(Expr::col((users::Entity, users::Column::Username)).eq(failure_name()))
+        .to_owned();
+    let lock = Query::select()
+        .expr(Expr::val(1))
+        .from(account_lockouts::Entity)
+        .and_where(
+            Expr::col((account_lockouts::Entity, account_lockouts::Column::Username))
+                .eq(failure_name()),
+        )
+        .and_where(
+            Expr::col((
+                account_lockouts::Entity,
+                account_lockouts::Column::LockedUntil,
+            ))
+            .gt(now),
+        )
+        .to_owned();
+    Condition::all()
+        .add(login_failures::Column::LastFailureAt.lte(now))
+        .add(Expr::exists(account).not())
+        .add(Expr::exists(lock).not())
 }

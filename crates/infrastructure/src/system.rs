@@ -10,8 +10,8 @@ use rand::rngs::OsRng;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
-use websessions_domain::ports::{Clock, PasswordHasher, TokenSource};
-use websessions_domain::{InfraError, Password, PasswordHash, Token, TokenLength};
+use websessions_domain::ports::{Clock, HashTicket, PasswordHasher, TokenSource};
+use websessions_domain::{InfraError, Password, PasswordHash, Saturated, Token, TokenLength};
 
 /// Wall-clock time, in whole seconds (what storage keeps).
 #[derive(Clone, Copy, Debug, Default)]
@@ -42,6 +42,8 @@ impl TokenSource for OsTokens {
 /// run on threads of their own, never on the async workers, at most `permits` at a time (half
 /// the cores, at least one), and at a lower CPU priority (nice +10 on Linux): under load
 /// recognition, which every request needs, gets the CPU first, and logins take longer.
+/// At most `max_pending` operations wait for a thread (R15): `admit` refuses the rest at once,
+/// so the queue, and the time a login waits in it, stay bounded.
 /// Verification reuses a small pool of 19 MiB work areas instead of allocating one per login:
 /// allocations that size, freed on whichever blocking thread ran them, otherwise stay resident
 /// in that thread's malloc arena (hundreds of MiB under continuous logins).
@@ -51,8 +53,13 @@ pub struct Argon2Hasher {
     /// A hash of a random password, verified against for unknown users (R5b).
     dummy: String,
     permits: Arc<Semaphore>,
+    /// Places in the queue: the running operations and `max_pending` waiting ones.
+    admitted: Arc<Semaphore>,
     memory: Arc<Mutex<Vec<Vec<Block>>>>,
 }
+
+/// How many operations may wait for a hashing thread by default (R15).
+pub const DEFAULT_MAX_PENDING_HASHES: usize = 64;
 
 impl Argon2Hasher {
     /// OWASP's recommended argon2id parameters.
@@ -76,8 +83,18 @@ impl Argon2Hasher {
             params,
             dummy,
             permits: Arc::new(Semaphore::new(permits)),
+            admitted: Arc::new(Semaphore::new(permits + DEFAULT_MAX_PENDING_HASHES)),
             memory: Arc::new(Mutex::new(Vec::new())),
         })
+    }
+
+    /// At most `max_pending` (at least 1) operations wait for a hashing thread.
+    pub fn with_max_pending(self, max_pending: usize) -> Self {
+        let running = self.permits.available_permits();
+        Self {
+            admitted: Arc::new(Semaphore::new(running + max_pending.max(1))),
+            ..self
+        }
     }
 
     /// Runs `work` on a low-priority thread of its own once a permit is free.
@@ -188,7 +205,16 @@ fn hash_with(params: &Params, password: &[u8]) -> Result<String, InfraError> {
 
 #[async_trait]
 impl PasswordHasher for Argon2Hasher {
-    async fn hash(&self, password: Password) -> Result<PasswordHash, InfraError> {
+    fn admit(&self) -> Result<HashTicket, Saturated> {
+        let place = self
+            .admitted
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Saturated)?;
+        Ok(HashTicket::new(place))
+    }
+
+    async fn hash(&self, _: &HashTicket, password: Password) -> Result<PasswordHash, InfraError> {
         let params = self.params.clone();
         let phc = self
             .limited(move || hash_with(&params, password.expose().as_bytes()))
@@ -198,6 +224,7 @@ impl PasswordHasher for Argon2Hasher {
 
     async fn verify(
         &self,
+        _: &HashTicket,
         password: Password,
         hash: Option<PasswordHash>,
     ) -> Result<bool, InfraError> {
@@ -220,17 +247,21 @@ mod tests {
     #[tokio::test]
     async fn argon2id_hash_verifies_the_right_password_only() {
         let hasher = Argon2Hasher::fast_for_tests().unwrap();
-        let hash = hasher.hash(Password::new("correct horse")).await.unwrap();
+        let ticket = hasher.admit().unwrap();
+        let hash = hasher
+            .hash(&ticket, Password::new("correct horse"))
+            .await
+            .unwrap();
         assert!(hash.as_str().starts_with("$argon2id$v=19$"));
         assert!(
             hasher
-                .verify(Password::new("correct horse"), Some(hash.clone()))
+                .verify(&ticket, Password::new("correct horse"), Some(hash.clone()))
                 .await
                 .unwrap()
         );
         assert!(
             !hasher
-                .verify(Password::new("wrong horse"), Some(hash))
+                .verify(&ticket, Password::new("wrong horse"), Some(hash))
                 .await
                 .unwrap()
         );
@@ -261,17 +292,20 @@ mod tests {
     #[tokio::test]
     async fn unknown_users_never_verify_even_with_the_dummy_secret() {
         let hasher = Argon2Hasher::fast_for_tests().unwrap();
-        assert!(!hasher.verify(Password::new(""), None).await.unwrap());
+        let ticket = hasher.admit().unwrap();
+        let unknown = hasher.verify(&ticket, Password::new(""), None).await;
+        assert!(!unknown.unwrap());
     }
 
     #[tokio::test]
     async fn verification_reuses_its_work_area_and_accepts_other_parameters() {
         let hasher = Argon2Hasher::fast_for_tests().unwrap();
-        let hash = hasher.hash(Password::new("pw one")).await.unwrap();
+        let ticket = hasher.admit().unwrap();
+        let hash = hasher.hash(&ticket, Password::new("pw one")).await.unwrap();
         for _ in 0..3 {
             assert!(
                 hasher
-                    .verify(Password::new("pw one"), Some(hash.clone()))
+                    .verify(&ticket, Password::new("pw one"), Some(hash.clone()))
                     .await
                     .unwrap()
             );
@@ -282,16 +316,26 @@ mod tests {
         let other = PasswordHash::new(other);
         assert!(
             hasher
-                .verify(Password::new("pw two"), Some(other.clone()))
+                .verify(&ticket, Password::new("pw two"), Some(other.clone()))
                 .await
                 .unwrap()
         );
         assert!(
             !hasher
-                .verify(Password::new("pw one"), Some(other))
+                .verify(&ticket, Password::new("pw one"), Some(other))
                 .await
                 .unwrap()
         );
+    }
+
+    #[test]
+    fn r15_at_most_max_pending_operations_wait_beyond_the_running_ones() {
+        let hasher = Argon2Hasher::fast_for_tests().unwrap().with_max_pending(3);
+        let running = hasher.permits.available_permits();
+        let held: Vec<_> = (0..running + 3).map(|_| hasher.admit().unwrap()).collect();
+        assert!(hasher.admit().is_err(), "the queue is full");
+        drop(held);
+        assert!(hasher.admit().is_ok(), "places come back when dropped");
     }
 
     #[test]

@@ -1,7 +1,7 @@
-//! Recognition's own connections (see `src/recognition.rs`): what happens to them when the
-//! server ends them, and when a request is cancelled mid-statement. PostgreSQL and
+//! Recognition's own connections (see `src/sessions/hot_path.rs`): what happens to them when
+//! the server ends them, and when a request is cancelled mid-statement. PostgreSQL and
 //! MySQL/MariaDB (SQLite recognises on the shared pool); a backend that is not configured is
-//! skipped.
+//! reported as ignored.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -11,7 +11,7 @@ use std::task::Poll;
 use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 use time::OffsetDateTime;
 use time::macros::datetime;
-use websessions_domain::ports::{NewSession, SessionRepository};
+use websessions_domain::ports::{NewSession, SessionRepository, Target};
 use websessions_domain::{ClientIp, SessionId, SessionKind, SessionPolicy, Token};
 use websessions_infrastructure::SeaSessions;
 use websessions_infrastructure::testing::{Backend, TestDb};
@@ -23,6 +23,7 @@ async fn session(repo: &SeaSessions, n: u8) -> SessionId {
         token_hash: Token::from_bytes(vec![n; 16]).hash(),
         ip_address: ClientIp::new("203.0.113.5".parse().unwrap()),
         kind: SessionKind::Browser,
+        user: None,
         now: NOW,
     })
     .await
@@ -68,10 +69,12 @@ macro_rules! on_servers {
     ($($name:ident),* $(,)?) => {
         mod postgres { $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(not(has_postgres), ignore = "set WEBSESSIONS_TEST_POSTGRES_URL to run on PostgreSQL")]
             async fn $name() { crate::$name(websessions_infrastructure::testing::Backend::Postgres).await }
         )* }
         mod mysql { $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(not(has_mysql), ignore = "set WEBSESSIONS_TEST_MYSQL_URL to run on MySQL/MariaDB")]
             async fn $name() { crate::$name(websessions_infrastructure::testing::Backend::Mysql).await }
         )* }
     };
@@ -83,10 +86,8 @@ on_servers!(
 );
 
 async fn recognition_survives_the_server_ending_its_kept_connections(backend: Backend) {
-    let Some(db) = TestDb::new(backend).await else {
-        return;
-    };
-    let repo = SeaSessions::new(db.conn.clone());
+    let db = TestDb::new(backend).await;
+    let repo = SeaSessions::new(db.conn.clone()).unwrap();
     let id = session(&repo, 1).await;
     let token_hash = Token::from_bytes(vec![1; 16]).hash();
     // Keep a few recognition connections open, then have the server end them all.
@@ -104,16 +105,21 @@ async fn recognition_survives_the_server_ending_its_kept_connections(backend: Ba
     assert_eq!(found.unwrap().id, id);
 
     end_connections(&db, backend).await;
-    let cutoffs = SessionPolicy::default().cutoffs(NOW);
+    let target = Target {
+        id,
+        token_hash,
+        cutoffs: SessionPolicy::default().cutoffs(NOW),
+        ip: None,
+    };
     let touched = repo
-        .touch_and_find(id, token_hash, cutoffs, None, NOW)
+        .touch_and_find(&target, NOW)
         .await
         .expect("a touch on a fresh connection");
     assert_eq!(touched.unwrap().id, id);
 
     end_connections(&db, backend).await;
     let touched = repo
-        .touch(id, token_hash, cutoffs, NOW)
+        .touch(&target, NOW)
         .await
         .expect("a touch on a fresh connection");
     assert!(touched);
@@ -124,10 +130,8 @@ async fn recognition_survives_the_server_ending_its_kept_connections(backend: Ba
 async fn a_recognition_cancelled_mid_statement_never_hands_its_answer_to_the_next(
     backend: Backend,
 ) {
-    let Some(db) = TestDb::new(backend).await else {
-        return;
-    };
-    let repo = SeaSessions::new(db.conn.clone());
+    let db = TestDb::new(backend).await;
+    let repo = SeaSessions::new(db.conn.clone()).unwrap();
     let first = session(&repo, 1).await;
     let second = session(&repo, 2).await;
     let cutoffs = SessionPolicy::default().cutoffs(NOW);
@@ -142,8 +146,13 @@ async fn a_recognition_cancelled_mid_statement_never_hands_its_answer_to_the_nex
         ))
         .await
         .unwrap();
-        let hash = Token::from_bytes(vec![1; 16]).hash();
-        let mut touch = repo.touch_and_find(first, hash, cutoffs, None, NOW);
+        let target = Target {
+            id: first,
+            token_hash: Token::from_bytes(vec![1; 16]).hash(),
+            cutoffs,
+            ip: None,
+        };
+        let mut touch = repo.touch_and_find(&target, NOW);
         let finished = std::future::poll_fn(|cx| Poll::Ready(touch.as_mut().poll(cx).is_ready()));
         assert!(
             !finished.await,

@@ -1,4 +1,5 @@
-//! Status codes, headers and body shapes of the real routes over a mocked `SessionService`.
+//! Status codes, headers and body shapes of the real routes over mocked actor services, and the
+//! committed document's drift test.
 
 use std::sync::Arc;
 
@@ -7,11 +8,15 @@ use poem::http::StatusCode;
 use poem::test::{TestClient, TestResponse};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
-use websessions_domain::service::MockSessionService;
+use websessions_domain::admin::MockSessionAdmin;
+use websessions_domain::holder::MockSessionHolder;
+use websessions_domain::me::MockSelfService;
+use websessions_domain::users::MockUserAdmin;
 use websessions_domain::{
-    ChangePasswordError, ClientIp, Credential, InfraError, Issued, LoginError, PasswordPolicyError,
-    RetryAfter, SessionData, SessionId, SessionKind, SessionPolicy, SessionRecord, SessionUser,
-    Token, TokenLength, UserId, Username,
+    AccessError, ChangePasswordError, ClientIp, Credential, InfraError, Issued, LoginError,
+    LoginPass, Page, PasswordPolicyError, RateLimited, RetryAfter, Saturated, SessionData,
+    SessionId, SessionKind, SessionPolicy, SessionRecord, SessionUser, Superuser, Token,
+    TokenLength, UserId, Username,
 };
 
 use super::{Context, EdgeSettings, Readiness, app, openapi};
@@ -30,10 +35,10 @@ impl Readiness for Ready {
     }
 }
 
-fn edge() -> EdgeSettings {
+fn edge(cookie: &str) -> EdgeSettings {
     EdgeSettings {
         cookie: CookieSettings {
-            name: COOKIE.into(),
+            name: cookie.into(),
             secure: true,
             same_site: SameSite::Lax,
         },
@@ -43,18 +48,40 @@ fn edge() -> EdgeSettings {
     }
 }
 
-fn api(service: MockSessionService, ready: bool) -> Arc<Context> {
-    Arc::new(Context {
-        service: Arc::new(service),
-        readiness: Arc::new(Ready(ready)),
-        edge: Arc::new(edge()),
-        policy: SessionPolicy::default(),
-        metrics: Arc::new(Metrics::new()),
-    })
+/// The actors' mocks; an actor without expectations panics when called.
+#[derive(Default)]
+struct Mocks {
+    holder: MockSessionHolder,
+    me: MockSelfService,
+    admin: MockSessionAdmin,
+    users: MockUserAdmin,
 }
 
-fn client(service: MockSessionService) -> TestClient<impl poem::Endpoint> {
-    TestClient::new(app(api(service, true)))
+impl Mocks {
+    fn context(self, ready: bool, cookie: &str) -> Arc<Context> {
+        Arc::new(Context {
+            holder: Arc::new(self.holder),
+            me: Arc::new(self.me),
+            admin: Arc::new(self.admin),
+            users: Arc::new(self.users),
+            readiness: Arc::new(Ready(ready)),
+            edge: Arc::new(edge(cookie)),
+            policy: SessionPolicy::default(),
+            metrics: Arc::new(Metrics::new()),
+        })
+    }
+
+    fn client(self) -> TestClient<impl poem::Endpoint> {
+        TestClient::new(app(self.context(true, COOKIE)))
+    }
+
+    /// Every login passes its address's limit.
+    fn admitting(mut self) -> Self {
+        self.holder
+            .expect_admit_login()
+            .returning(|_| Ok(LoginPass::granted()));
+        self
+    }
 }
 
 fn credential(id: i64, n: u8) -> Credential {
@@ -64,7 +91,7 @@ fn credential(id: i64, n: u8) -> Credential {
 fn record(id: i64, user: Option<&str>, kind: SessionKind) -> SessionRecord {
     SessionRecord {
         id: SessionId::new(id).unwrap(),
-        token_hash: None,
+        token_hash: Token::from_bytes(vec![1; 16]).hash(),
         ip_address: ClientIp::new("192.0.2.1".parse().unwrap()),
         kind,
         user: user.map(|name| SessionUser {
@@ -105,16 +132,20 @@ async fn assert_problem(resp: TestResponse, status: StatusCode) -> serde_json::V
     problem
 }
 
+fn login_body(json: serde_json::Value) -> String {
+    json.to_string()
+}
+
 #[tokio::test]
 async fn r4_start_without_a_session_answers_201_with_the_specified_cookie() {
-    let mut service = MockSessionService::new();
-    service.expect_start().returning(|_| {
+    let mut mocks = Mocks::default();
+    mocks.holder.expect_start().returning(|_| {
         Ok(Issued {
             session: record(5, None, SessionKind::Browser),
             credential: Some(credential(5, 1)),
         })
     });
-    let resp = client(service).post("/v1/session").send().await;
+    let resp = mocks.client().post("/v1/session").send().await;
     assert_eq!(resp.0.status(), StatusCode::CREATED);
     assert_eq!(header(&resp, "cache-control").as_deref(), Some("no-store"));
     assert_eq!(
@@ -127,8 +158,10 @@ async fn r4_start_without_a_session_answers_201_with_the_specified_cookie() {
     let view = body(resp).await;
     assert_eq!(view["id"], 5);
     assert_eq!(view["user"], serde_json::Value::Null);
+    assert_eq!(view["authenticated_at"], serde_json::Value::Null);
     assert_eq!(view["created_at"], "2026-05-01T10:00:00Z");
     assert_eq!(view["idle_expires_at"], "2026-05-01T10:30:00Z");
+    assert_eq!(view["absolute_expires_at"], "2026-05-01T22:00:00Z");
     assert!(
         view.get("credential").is_none(),
         "a browser never gets the token in a body"
@@ -137,15 +170,16 @@ async fn r4_start_without_a_session_answers_201_with_the_specified_cookie() {
 
 #[tokio::test]
 async fn r4_start_with_a_valid_session_answers_200_without_a_cookie() {
-    let mut service = MockSessionService::new();
-    service.expect_start().returning(|presented| {
+    let mut mocks = Mocks::default();
+    mocks.holder.expect_start().returning(|presented| {
         assert_eq!(presented.credential, Some(credential(5, 1)));
         Ok(Issued {
             session: record(5, None, SessionKind::Browser),
             credential: None,
         })
     });
-    let resp = client(service)
+    let resp = mocks
+        .client()
         .post("/v1/session")
         .header("cookie", format!("{COOKIE}={}", credential(5, 1).expose()))
         .send()
@@ -155,10 +189,22 @@ async fn r4_start_with_a_valid_session_answers_200_without_a_cookie() {
 }
 
 #[tokio::test]
+async fn r14_a_start_over_the_address_limit_is_429_with_retry_after() {
+    let mut mocks = Mocks::default();
+    mocks.holder.expect_start().returning(|_| {
+        let wait = RetryAfter::after(std::time::Duration::from_millis(2500));
+        Err(RateLimited(wait).into())
+    });
+    let resp = mocks.client().post("/v1/session").send().await;
+    assert_eq!(header(&resp, "retry-after").as_deref(), Some("3"));
+    assert_problem(resp, StatusCode::TOO_MANY_REQUESTS).await;
+}
+
+#[tokio::test]
 async fn recognising_an_invalid_cookie_answers_401_and_clears_it_but_not_for_bearer() {
-    let mut service = MockSessionService::new();
-    service.expect_recognise().returning(|_| Ok(None));
-    let client = client(service);
+    let mut mocks = Mocks::default();
+    mocks.holder.expect_recognise().returning(|_| Ok(None));
+    let client = mocks.client();
     let resp = client
         .get("/v1/session")
         .header("cookie", format!("{COOKIE}=garbage"))
@@ -169,7 +215,6 @@ async fn recognising_an_invalid_cookie_answers_401_and_clears_it_but_not_for_bea
         format!("{COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=0")
     );
     assert_problem(resp, StatusCode::UNAUTHORIZED).await;
-
     let resp = client
         .get("/v1/session")
         .header("authorization", "Bearer garbage")
@@ -181,8 +226,8 @@ async fn recognising_an_invalid_cookie_answers_401_and_clears_it_but_not_for_bea
 
 #[tokio::test]
 async fn a_browser_login_sets_the_cookie_and_an_api_login_returns_the_credential() {
-    let mut service = MockSessionService::new();
-    service.expect_login().returning(|_, attempt| {
+    let mut mocks = Mocks::default().admitting();
+    mocks.holder.expect_login().returning(|_, _, attempt| {
         let (id, n) = if attempt.kind == SessionKind::Api {
             (8, 8)
         } else {
@@ -193,18 +238,15 @@ async fn a_browser_login_sets_the_cookie_and_an_api_login_returns_the_credential
             credential: Some(credential(id, n)),
         })
     });
-    let client = client(service);
+    let client = mocks.client();
     let resp = client
         .post("/v1/session/login")
         .body_json(&serde_json::json!({"username": "alice", "password": "pw"}))
         .send()
         .await;
     assert_eq!(resp.0.status(), StatusCode::OK);
-    assert!(
-        header(&resp, "set-cookie")
-            .unwrap()
-            .contains(&credential(7, 7).expose())
-    );
+    let cookie = header(&resp, "set-cookie").unwrap();
+    assert!(cookie.contains(&credential(7, 7).expose()));
     let view = body(resp).await;
     assert!(view.get("credential").is_none());
     assert_eq!(view["user"]["username"], "alice");
@@ -221,19 +263,28 @@ async fn a_browser_login_sets_the_cookie_and_an_api_login_returns_the_credential
 }
 
 #[tokio::test]
-async fn r5_refused_logins_answer_401_and_locked_ones_423_with_retry_after() {
-    let mut service = MockSessionService::new();
-    service
+async fn r5_refused_logins_answer_401_locked_ones_423_and_saturated_ones_503() {
+    let mut mocks = Mocks::default().admitting();
+    mocks
+        .holder
         .expect_login()
-        .withf(|_, attempt| attempt.username == "alice")
-        .returning(|_, _| Err(LoginError::InvalidCredentials));
-    service.expect_login().returning(|_, _| {
-        Err(LoginError::Locked {
-            until: NOW + Duration::minutes(10),
-            retry_after: RetryAfter::between(NOW, NOW + Duration::minutes(10)),
-        })
-    });
-    let client = client(service);
+        .withf(|_, _, attempt| attempt.username == "alice")
+        .returning(|_, _, _| Err(LoginError::InvalidCredentials));
+    mocks
+        .holder
+        .expect_login()
+        .withf(|_, _, attempt| attempt.username == "bob")
+        .returning(|_, _, _| {
+            Err(LoginError::Locked {
+                until: NOW + Duration::minutes(10),
+                retry_after: RetryAfter::between(NOW, NOW + Duration::minutes(10)),
+            })
+        });
+    mocks
+        .holder
+        .expect_login()
+        .returning(|_, _, _| Err(Saturated.into()));
+    let client = mocks.client();
     let login = |name: &str| {
         client
             .post("/v1/session/login")
@@ -244,36 +295,104 @@ async fn r5_refused_logins_answer_401_and_locked_ones_423_with_retry_after() {
     let resp = login("bob").await;
     assert_eq!(header(&resp, "retry-after").as_deref(), Some("600"));
     assert_problem(resp, StatusCode::LOCKED).await;
+    let resp = login("carol").await;
+    assert_eq!(header(&resp, "retry-after").as_deref(), Some("1"));
+    assert_problem(resp, StatusCode::SERVICE_UNAVAILABLE).await;
 }
 
 #[tokio::test]
-async fn malformed_bodies_get_a_4xx_problem_and_never_reach_the_service() {
-    // No expectations: any call to the service would panic the mock.
-    let client = client(MockSessionService::new());
-    for body in [
-        "not json",
-        "{\"username\": \"a\"}",
-        "{\"username\": \"a\", \"password\": \"b\", \"admin\": true}",
-        "{\"username\": \"a\", \"password\": \"b\", \"client\": \"robot\"}",
-        "[]",
-    ] {
+async fn r14_the_login_limit_comes_before_the_body_is_read() {
+    let mut mocks = Mocks::default();
+    mocks.holder.expect_admit_login().returning(|_| {
+        Err(RateLimited(RetryAfter::after(
+            std::time::Duration::from_secs(30),
+        )))
+    });
+    // No login expectation: the attempt must never reach the rules.
+    let client = mocks.client();
+    for (content_type, body) in [("application/json", "not json"), ("text/plain", "x")] {
         let resp = client
             .post("/v1/session/login")
-            .header("content-type", "application/json")
+            .header("content-type", content_type)
             .body(body)
             .send()
             .await;
-        assert_problem(resp, StatusCode::BAD_REQUEST).await;
+        assert_eq!(header(&resp, "retry-after").as_deref(), Some("30"));
+        assert_problem(resp, StatusCode::TOO_MANY_REQUESTS).await;
+    }
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_400_415_or_422_and_never_reach_the_rules() {
+    let client = Mocks::default().admitting().client();
+    for (content_type, body, status) in [
+        (
+            "application/json",
+            "not json".to_owned(),
+            StatusCode::BAD_REQUEST,
+        ),
+        ("application/json", "{".to_owned(), StatusCode::BAD_REQUEST),
+        (
+            "text/plain",
+            login_body(serde_json::json!({"username": "a", "password": "b"})),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "application/x-www-form-urlencoded",
+            "username=a&password=b".to_owned(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "application/json",
+            login_body(serde_json::json!({"username": "a"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "application/json",
+            login_body(serde_json::json!({"username": 5, "password": "b"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "application/json",
+            login_body(serde_json::json!({"username": "a", "password": "b", "admin": true})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "application/json",
+            login_body(serde_json::json!({"username": "a", "password": "b", "client": "robot"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "application/json",
+            "[]".to_owned(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "application/json",
+            "null".to_owned(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ] {
+        let resp = client
+            .post("/v1/session/login")
+            .header("content-type", content_type)
+            .body(body.clone())
+            .send()
+            .await;
+        let problem = assert_problem(resp, status).await;
+        assert!(!problem.to_string().contains("\"b\""), "{body}");
     }
     let resp = client.get("/v1/no-such-route").send().await;
     assert_problem(resp, StatusCode::NOT_FOUND).await;
     let resp = client.delete("/v1/session").send().await;
     assert_problem(resp, StatusCode::METHOD_NOT_ALLOWED).await;
+    let resp = client.delete("/v1/me/sessions/not-a-number").send().await;
+    assert_problem(resp, StatusCode::BAD_REQUEST).await;
 }
 
 #[tokio::test]
 async fn r13_bodies_over_16_kib_are_413_and_non_objects_422() {
-    let client = client(MockSessionService::new());
+    let client = Mocks::default().client();
     let big = format!("{{\"k\":\"{}\"}}", "v".repeat(20 * 1024));
     let resp = client
         .put("/v1/session/data")
@@ -282,32 +401,38 @@ async fn r13_bodies_over_16_kib_are_413_and_non_objects_422() {
         .send()
         .await;
     assert_problem(resp, StatusCode::PAYLOAD_TOO_LARGE).await;
-    let resp = client
-        .put("/v1/session/data")
-        .body_json(&serde_json::json!([1, 2]))
-        .send()
-        .await;
-    assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+    for value in [
+        serde_json::json!([1, 2]),
+        serde_json::json!("text"),
+        serde_json::json!(3),
+    ] {
+        let resp = client
+            .put("/v1/session/data")
+            .body_json(&value)
+            .send()
+            .await;
+        assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
 }
 
 #[tokio::test]
 async fn r13_data_is_the_bare_object() {
-    let mut service = MockSessionService::new();
-    service.expect_data().returning(|_| {
+    let mut mocks = Mocks::default();
+    mocks.holder.expect_data().returning(|_| {
         let mut object = serde_json::Map::new();
         object.insert("step".into(), 3.into());
         Ok(Some(SessionData::new(object).unwrap()))
     });
-    let resp = client(service).get("/v1/session/data").send().await;
+    let resp = mocks.client().get("/v1/session/data").send().await;
     assert_eq!(resp.0.status(), StatusCode::OK);
     assert_eq!(body(resp).await, serde_json::json!({"step": 3}));
 }
 
 #[tokio::test]
 async fn r12_a_cross_site_post_with_the_cookie_is_403_and_with_bearer_is_allowed() {
-    let mut service = MockSessionService::new();
-    service.expect_logout().times(1).returning(|_| Ok(()));
-    let client = client(service);
+    let mut mocks = Mocks::default();
+    mocks.holder.expect_logout().times(1).returning(|_| Ok(()));
+    let client = mocks.client();
     let resp = client
         .post("/v1/session/logout")
         .header("cookie", format!("{COOKIE}=x"))
@@ -327,20 +452,28 @@ async fn r12_a_cross_site_post_with_the_cookie_is_403_and_with_bearer_is_allowed
 }
 
 #[tokio::test]
-async fn r7_password_change_errors_map_to_403_422_and_401() {
-    let mut service = MockSessionService::new();
+async fn r7_password_change_errors_map_to_403_422_423_503_and_401() {
+    let mut mocks = Mocks::default();
     let mut outcomes = vec![
         ChangePasswordError::NotLoggedIn,
+        Saturated.into(),
+        ChangePasswordError::Locked {
+            until: NOW,
+            retry_after: RetryAfter::between(NOW, NOW + Duration::seconds(9)),
+        },
         ChangePasswordError::Policy(PasswordPolicyError),
         ChangePasswordError::WrongPassword,
     ];
-    service
+    mocks
+        .holder
         .expect_change_password()
         .returning(move |_, _, _| Err(outcomes.pop().unwrap()));
-    let client = client(service);
+    let client = mocks.client();
     for status in [
         StatusCode::FORBIDDEN,
         StatusCode::UNPROCESSABLE_ENTITY,
+        StatusCode::LOCKED,
+        StatusCode::SERVICE_UNAVAILABLE,
         StatusCode::UNAUTHORIZED,
     ] {
         let resp = client
@@ -353,22 +486,21 @@ async fn r7_password_change_errors_map_to_403_422_and_401() {
 }
 
 #[tokio::test]
-async fn database_failures_are_503_or_an_opaque_500() {
-    let mut service = MockSessionService::new();
-    service.expect_recognise().times(1).returning(|_| {
+async fn database_failures_are_503_with_retry_after_or_an_opaque_500() {
+    let mut mocks = Mocks::default();
+    mocks.holder.expect_recognise().times(1).returning(|_| {
         Err(InfraError::Unavailable(anyhow::anyhow!(
             "connection refused"
         )))
     });
-    service
+    mocks
+        .holder
         .expect_recognise()
         .returning(|_| Err(InfraError::Unexpected(anyhow::anyhow!("secret detail"))));
-    let client = client(service);
-    assert_problem(
-        client.get("/v1/session").send().await,
-        StatusCode::SERVICE_UNAVAILABLE,
-    )
-    .await;
+    let client = mocks.client();
+    let resp = client.get("/v1/session").send().await;
+    assert_eq!(header(&resp, "retry-after").as_deref(), Some("1"));
+    assert_problem(resp, StatusCode::SERVICE_UNAVAILABLE).await;
     let problem = assert_problem(
         client.get("/v1/session").send().await,
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -378,8 +510,54 @@ async fn database_failures_are_503_or_an_opaque_500() {
 }
 
 #[tokio::test]
+async fn administration_refuses_anonymous_401_and_other_users_403() {
+    let mut mocks = Mocks::default();
+    mocks
+        .admin
+        .expect_authorize()
+        .times(1)
+        .returning(|_| Err(AccessError::NoSession));
+    mocks
+        .admin
+        .expect_authorize()
+        .times(1)
+        .returning(|_| Err(AccessError::NotSuperuser));
+    mocks
+        .admin
+        .expect_authorize()
+        .returning(|_| Ok(Superuser::operator()));
+    mocks
+        .admin
+        .expect_sessions()
+        .withf(|_, filter| filter.limit == 100 && filter.user.as_deref() == Some("alice"))
+        .returning(|_, _| {
+            Ok(Page {
+                items: vec![record(3, Some("alice"), SessionKind::Api)],
+                next: None,
+            })
+        });
+    let client = mocks.client();
+    let list = || {
+        client
+            .get("/v1/admin/sessions")
+            .query("user", &"alice")
+            .header("cookie", format!("{COOKIE}=x"))
+            .send()
+    };
+    let resp = list().await;
+    assert!(header(&resp, "set-cookie").unwrap().ends_with("Max-Age=0"));
+    assert_problem(resp, StatusCode::UNAUTHORIZED).await;
+    assert_problem(list().await, StatusCode::FORBIDDEN).await;
+    let resp = list().await;
+    assert_eq!(resp.0.status(), StatusCode::OK);
+    let page = body(resp).await;
+    assert_eq!(page["items"][0]["id"], 3);
+    assert_eq!(page["next"], serde_json::Value::Null);
+}
+
+#[tokio::test]
 async fn readiness_follows_the_database_and_liveness_does_not() {
-    let client = TestClient::new(app(api(MockSessionService::new(), false)));
+    let client = TestClient::new(app(Mocks::default().context(false, COOKIE)));
     client
         .get("/health/ready")
         .send()
@@ -390,7 +568,7 @@ async fn readiness_follows_the_database_and_liveness_does_not() {
         .send()
         .await
         .assert_status_is_ok();
-    let client = TestClient::new(app(api(MockSessionService::new(), true)));
+    let client = TestClient::new(app(Mocks::default().context(true, COOKIE)));
     client
         .get("/health/ready")
         .send()
@@ -399,13 +577,40 @@ async fn readiness_follows_the_database_and_liveness_does_not() {
 }
 
 #[tokio::test]
-async fn the_spec_and_docs_are_served() {
-    let client = client(MockSessionService::new());
+async fn metric_labels_come_from_fixed_sets_whatever_the_client_sends() {
+    let ctx = Mocks::default().context(true, COOKIE);
+    let metrics = ctx.metrics.clone();
+    let client = TestClient::new(app(ctx));
+    for n in 0..5 {
+        let method = poem::http::Method::from_bytes(format!("ZZ00{n}").as_bytes()).unwrap();
+        client.request(method, "/v1/session").send().await;
+        client.get(format!("/v1/users/{n}")).send().await;
+    }
+    let text = metrics.render();
+    assert!(!text.contains("ZZ00"), "{text}");
+    assert!(!text.contains("/v1/users/"), "{text}");
+    assert!(text.contains("method=\"other\""));
+    assert!(text.contains("route=\"unmatched\""), "{text}");
+}
+
+#[tokio::test]
+async fn the_document_and_docs_are_served_naming_the_configured_cookie() {
+    let client = TestClient::new(app(Mocks::default().context(true, "sid")));
     let resp = client.get("/openapi.json").send().await;
     assert_eq!(resp.0.status(), StatusCode::OK);
-    let spec = body(resp).await;
-    assert!(spec["paths"]["/v1/session/login"]["post"].is_object());
-    client.get("/docs").send().await.assert_status_is_ok();
+    let document = body(resp).await;
+    assert!(document["paths"]["/v1/session/login"]["post"].is_object());
+    assert_eq!(
+        document["components"]["securitySchemes"]["SessionCookie"]["name"],
+        "sid"
+    );
+    let docs = client.get("/docs").send().await;
+    docs.assert_status_is_ok();
+    let page = docs.0.into_body().into_string().await.unwrap();
+    assert!(
+        page.contains("\"name\": \"sid\""),
+        "the page embeds the finished document"
+    );
 }
 
 /// The committed `openapi/openapi.json` must be what the code produces.
@@ -413,7 +618,7 @@ async fn the_spec_and_docs_are_served() {
 fn committed_openapi_spec_matches_the_code() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi/openapi.json");
     let committed = std::fs::read_to_string(path).unwrap_or_default();
-    let generated = openapi(api(MockSessionService::new(), true)).spec();
+    let generated = openapi(Mocks::default().context(true, COOKIE));
     assert!(
         committed.trim_end() == generated.trim_end(),
         "openapi/openapi.json is out of date: regenerate it with \

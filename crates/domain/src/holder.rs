@@ -1,0 +1,493 @@
+//! The session holder's operations: recognition (R2, R3), start (R4), login (R5), logout
+//! (R6), password change (R7) and client state (R13), with R14's per-address limits and
+//! R15's bound on password hashing.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::error::{
+    ChangePasswordError, InfraError, LoginError, RateLimited, RetryAfter, Saturated, SetDataError,
+    StartError,
+};
+use crate::model::{
+    Attempt, Counted, EndCause, LimitedAction, LoginResult, SessionRecord, SessionUser, User,
+};
+use crate::ports::{Expect, HashTicket, NewSession, Sweep, UserSessions};
+use crate::service::{Issued, Presented, Proven, Sessions};
+use crate::value::{
+    ClientIp, Credential, NewPassword, Password, SessionData, SessionKind, Username,
+};
+
+/// A login attempt (R5).
+#[derive(Clone, Debug)]
+pub struct LoginAttempt {
+    pub username: String,
+    pub password: Password,
+    pub kind: SessionKind,
+}
+
+/// Proof that a login passed the client address's limit (R14), which comes before the body
+/// is even read (R5f); only `SessionHolder::admit_login` grants one.
+#[derive(Debug)]
+pub struct LoginPass {
+    _granted: (),
+}
+
+impl LoginPass {
+    /// A pass without a limit check, for tests over mocks.
+    #[cfg(any(test, feature = "mocks"))]
+    pub fn granted() -> Self {
+        Self { _granted: () }
+    }
+}
+
+/// What a session's holder can do.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait SessionHolder: Send + Sync {
+    /// R2, R3: the presented session when valid (touched), else `None`. Never creates a row.
+    async fn recognise(&self, presented: &Presented) -> Result<Option<SessionRecord>, InfraError>;
+
+    /// R4: the presented valid session, or a new anonymous browser session.
+    async fn start(&self, presented: &Presented) -> Result<Issued, StartError>;
+
+    /// R14: takes a token from the address's login bucket, before the attempt is read.
+    fn admit_login(&self, ip: ClientIp) -> Result<LoginPass, RateLimited>;
+
+    /// R5: binds a user to a session, rotating its token.
+    async fn login(
+        &self,
+        presented: &Presented,
+        pass: LoginPass,
+        attempt: LoginAttempt,
+    ) -> Result<Issued, LoginError>;
+
+    /// R6: ends the presented session if valid, then runs one batch of maintenance.
+    async fn logout(&self, presented: &Presented) -> Result<(), InfraError>;
+
+    /// R13: the presented session's client state; `None` without a valid session.
+    async fn data(&self, presented: &Presented) -> Result<Option<SessionData>, InfraError>;
+
+    /// R13: replaces the presented session's client state.
+    async fn set_data(
+        &self,
+        presented: &Presented,
+        data: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<SessionData, SetDataError>;
+
+    /// R7: a holder changes their own password; the session's token rotates and the user's
+    /// other sessions end.
+    async fn change_password(
+        &self,
+        presented: &Presented,
+        current: Password,
+        new: Password,
+    ) -> Result<Issued, ChangePasswordError>;
+}
+
+/// Where R9's first step left an attempt.
+enum Counting {
+    /// A lock is in force: nothing was counted.
+    Locked(OffsetDateTime),
+    /// A password too long to have been set (R5a): refused without a count.
+    Overlong,
+    Counted(Counted),
+}
+
+impl Sessions {
+    /// R15: a place in the hashing queue, or `Saturated` (reported, nothing recorded).
+    fn admit_hashing(&self) -> Result<HashTicket, Saturated> {
+        self.ports
+            .hasher
+            .admit()
+            .inspect_err(|_| self.ports.events.shed())
+    }
+
+    /// R5f and R9: the lock first; then the attempt is counted in the same atomic step,
+    /// before its password is verified. An over-long password is refused without a count.
+    async fn count_attempt(
+        &self,
+        username: &Username,
+        password: &Password,
+        now: OffsetDateTime,
+    ) -> Result<Counting, InfraError> {
+        if password.is_overlong() {
+            let state = self.ports.lockouts.state(username, now).await?;
+            return Ok(state
+                .locked_until
+                .map_or(Counting::Overlong, Counting::Locked));
+        }
+        Ok(
+            match self
+                .ports
+                .lockouts
+                .attempt(username, now, self.lockout)
+                .await?
+            {
+                Attempt::Locked { until } => Counting::Locked(until),
+                Attempt::Counted(counted) => Counting::Counted(counted),
+            },
+        )
+    }
+
+    /// R5c: a refused attempt logs out the presented session. A lock its count started
+    /// stands, and is reported.
+    async fn refuse(
+        &self,
+        proven: Option<&Proven>,
+        counted: Option<Counted>,
+    ) -> Result<LoginError, InfraError> {
+        if let Some(proven) = proven {
+            self.end_proven(proven, EndCause::Logout).await?;
+        }
+        if counted.is_some_and(|c| c.started_lock.is_some()) {
+            self.ports.events.lockout_started();
+        }
+        self.ports.events.login(LoginResult::BadCredentials);
+        Ok(LoginError::InvalidCredentials)
+    }
+
+    /// R5b: the account whose password `password` is, when it is enabled. An unknown user is
+    /// verified against a dummy hash, at the same cost.
+    async fn verify_account(
+        &self,
+        ticket: &HashTicket,
+        username: &Username,
+        password: Password,
+    ) -> Result<Option<User>, InfraError> {
+        let user = self.ports.users.find_by_username(username).await?;
+        let hash = user.as_ref().map(|u| u.password_hash.clone());
+        let verified = self.ports.hasher.verify(ticket, password, hash).await?;
+        Ok(user.filter(|user| verified && !user.disabled))
+    }
+
+    /// R5d, R5e: in one transaction, only while the account is unchanged since its password
+    /// verified: binds `user` to the presented session when it is of the requested kind and
+    /// anonymous or already theirs (else to a new session), rotating the token, and ends the
+    /// user's other browser sessions. `None` when an operator changed the account meanwhile.
+    async fn bind_login(
+        &self,
+        presented: &Presented,
+        proven: Option<Proven>,
+        user: &User,
+        kind: SessionKind,
+        now: OffsetDateTime,
+    ) -> Result<Option<Issued>, InfraError> {
+        // A presented session of the requested kind that belongs to another user is logged
+        // out first; one of the other kind is left alone, whoever holds it.
+        let reusable = match proven {
+            Some(p) if p.record.kind == kind => {
+                if p.record.user.as_ref().is_none_or(|u| u.id == user.id) {
+                    Some(p)
+                } else {
+                    self.end_proven(&p, EndCause::Logout).await?;
+                    None
+                }
+            }
+            _ => None,
+        };
+        let token = self.ports.tokens.token(self.policy.token_length())?;
+        let token_hash = token.hash();
+        let mut change = self.ports.accounts.begin().await?;
+        let expect = Expect::Unchanged(user.password_hash.clone());
+        if !change.lock_user(user.id, expect).await? {
+            return Ok(None);
+        }
+        change.record_login(user.id, now).await?;
+        let reused = match &reusable {
+            Some(p) => change.bind(&p.target, user.id, token_hash, now).await?,
+            None => false,
+        };
+        let (id, created_at, ip_address) = match reusable.filter(|_| reused) {
+            Some(p) => (p.record.id, p.record.created_at, p.record.ip_address),
+            None => {
+                let new = NewSession {
+                    token_hash,
+                    ip_address: presented.ip,
+                    kind,
+                    user: Some(user.id),
+                    now,
+                };
+                (change.create_session(new).await?, now, presented.ip)
+            }
+        };
+        let replaced = if kind == SessionKind::Browser && self.policy.single_browser_session() {
+            let others = UserSessions {
+                user: user.id,
+                kind: Some(SessionKind::Browser),
+                except: Some(id),
+                cutoffs: self.policy.cutoffs(now),
+            };
+            change.end_sessions(others).await?
+        } else {
+            0
+        };
+        change.commit().await?;
+        if !reused {
+            self.ports.events.session_started(kind);
+        }
+        self.ended(EndCause::Replaced, replaced);
+        Ok(Some(Issued {
+            session: SessionRecord {
+                id,
+                token_hash,
+                ip_address,
+                kind,
+                user: Some(SessionUser {
+                    id: user.id,
+                    username: user.username.clone(),
+                    superuser: user.superuser,
+                }),
+                created_at,
+                authenticated_at: Some(now),
+                last_activity_at: now,
+            },
+            credential: Some(Credential::new(id, token)),
+        }))
+    }
+}
+
+fn locked(now: OffsetDateTime, until: OffsetDateTime) -> (OffsetDateTime, RetryAfter) {
+    (until, RetryAfter::between(now, until))
+}
+
+#[async_trait]
+impl SessionHolder for Sessions {
+    async fn recognise(&self, presented: &Presented) -> Result<Option<SessionRecord>, InfraError> {
+        let now = self.ports.clock.now();
+        let proven = self.recognise_at(presented, now).await?;
+        Ok(proven.map(|p| p.record))
+    }
+
+    async fn start(&self, presented: &Presented) -> Result<Issued, StartError> {
+        let now = self.ports.clock.now();
+        if let Some(proven) = self.recognise_at(presented, now).await? {
+            return Ok(Issued {
+                session: proven.record,
+                credential: None,
+            });
+        }
+        // R14: a token is taken only when a row is about to be created.
+        let action = LimitedAction::SessionStart;
+        if let Err(retry_after) = self.ports.limits.admit(action, presented.ip) {
+            self.ports.events.rate_limited(action);
+            return Err(RateLimited(retry_after).into());
+        }
+        let token = self.ports.tokens.token(self.policy.token_length())?;
+        let token_hash = token.hash();
+        let kind = SessionKind::Browser;
+        let new = NewSession {
+            token_hash,
+            ip_address: presented.ip,
+            kind,
+            user: None,
+            now,
+        };
+        let id = self.ports.sessions.create(new).await?;
+        self.ports.events.session_started(kind);
+        Ok(Issued {
+            session: SessionRecord {
+                id,
+                token_hash,
+                ip_address: presented.ip,
+                kind,
+                user: None,
+                created_at: now,
+                authenticated_at: None,
+                last_activity_at: now,
+            },
+            credential: Some(Credential::new(id, token)),
+        })
+    }
+
+    fn admit_login(&self, ip: ClientIp) -> Result<LoginPass, RateLimited> {
+        let action = LimitedAction::Login;
+        match self.ports.limits.admit(action, ip) {
+            Ok(()) => Ok(LoginPass { _granted: () }),
+            Err(retry_after) => {
+                self.ports.events.rate_limited(action);
+                Err(RateLimited(retry_after))
+            }
+        }
+    }
+
+    async fn login(
+        &self,
+        presented: &Presented,
+        _pass: LoginPass,
+        attempt: LoginAttempt,
+    ) -> Result<Issued, LoginError> {
+        // R5f: R15, then the lock, then the R5a refusals, then the count and verification.
+        let ticket = self.admit_hashing()?;
+        let now = self.ports.clock.now();
+        let proven = self.validate(presented, now).await?;
+        let Ok(username) = Username::parse(&attempt.username) else {
+            // R5a: no such name can be locked or counted.
+            return Err(self.refuse(proven.as_ref(), None).await?);
+        };
+        let counted = match self
+            .count_attempt(&username, &attempt.password, now)
+            .await?
+        {
+            Counting::Locked(until) => {
+                self.ports.events.login(LoginResult::Locked);
+                let (until, retry_after) = locked(now, until);
+                return Err(LoginError::Locked { until, retry_after });
+            }
+            Counting::Overlong => return Err(self.refuse(proven.as_ref(), None).await?),
+            Counting::Counted(counted) => counted,
+        };
+        let verified = self
+            .verify_account(&ticket, &username, attempt.password)
+            .await?;
+        drop(ticket);
+        let Some(user) = verified else {
+            return Err(self.refuse(proven.as_ref(), Some(counted)).await?);
+        };
+        // R9: the password verified for an enabled account: its count goes, and its lock if
+        // it started one, whatever R5d decides next.
+        self.ports.lockouts.verified(&username, counted).await?;
+        let kind = attempt.kind;
+        match self
+            .bind_login(presented, proven.clone(), &user, kind, now)
+            .await?
+        {
+            Some(issued) => {
+                self.ports.events.login(LoginResult::Success);
+                Ok(issued)
+            }
+            // R5d: an operator's reset, disabling or deletion won the race.
+            None => Err(self.refuse(proven.as_ref(), None).await?),
+        }
+    }
+
+    async fn logout(&self, presented: &Presented) -> Result<(), InfraError> {
+        let now = self.ports.clock.now();
+        if let Some(credential) = &presented.credential {
+            let hash = credential.token().hash();
+            let target = self.target(credential.id(), hash, presented.ip, now);
+            if self.ports.sessions.end(&target).await? {
+                self.ended(EndCause::Logout, 1);
+            }
+        }
+        // R6: "perform periodic maintenance, as this is a good time". One batch only: the
+        // backlog is housekeeping's, and a logout must stay quick. The logout itself has
+        // happened; a failing purge is reported but does not undo it.
+        if let Err(error) = self.sweep(Sweep::OneBatch).await {
+            tracing::warn!(error = %error, "maintenance after logout failed");
+        }
+        Ok(())
+    }
+
+    async fn data(&self, presented: &Presented) -> Result<Option<SessionData>, InfraError> {
+        let now = self.ports.clock.now();
+        let Some(proven) = self.recognise_at(presented, now).await? else {
+            return Ok(None);
+        };
+        let target = &proven.target;
+        self.ports.sessions.data(target.id, target.token_hash).await
+    }
+
+    async fn set_data(
+        &self,
+        presented: &Presented,
+        data: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<SessionData, SetDataError> {
+        let data = SessionData::new(data)?;
+        let now = self.ports.clock.now();
+        let Some(proven) = self.recognise_at(presented, now).await? else {
+            return Err(SetDataError::NoSession);
+        };
+        if self
+            .ports
+            .sessions
+            .set_data(&proven.target, data.clone())
+            .await?
+        {
+            Ok(data)
+        } else {
+            Err(SetDataError::NoSession)
+        }
+    }
+
+    async fn change_password(
+        &self,
+        presented: &Presented,
+        current: Password,
+        new: Password,
+    ) -> Result<Issued, ChangePasswordError> {
+        // R7's order: R15, the lock, the current password (counted first), the policy.
+        let ticket = self.admit_hashing()?;
+        let now = self.ports.clock.now();
+        let Some(proven) = self.recognise_at(presented, now).await? else {
+            return Err(ChangePasswordError::NotLoggedIn);
+        };
+        let Some(me) = proven.record.user.clone() else {
+            return Err(ChangePasswordError::NotLoggedIn);
+        };
+        let counted = match self.count_attempt(&me.username, &current, now).await? {
+            Counting::Locked(until) => {
+                let (until, retry_after) = locked(now, until);
+                return Err(ChangePasswordError::Locked { until, retry_after });
+            }
+            Counting::Overlong => return Err(ChangePasswordError::WrongPassword),
+            Counting::Counted(counted) => counted,
+        };
+        let Some(user) = self.verify_account(&ticket, &me.username, current).await? else {
+            if counted.started_lock.is_some() {
+                self.ports.events.lockout_started();
+            }
+            return Err(ChangePasswordError::WrongPassword);
+        };
+        self.ports.lockouts.verified(&me.username, counted).await?;
+        let new = NewPassword::parse(new)?;
+        let new_hash = self
+            .ports
+            .hasher
+            .hash(&ticket, new.password().clone())
+            .await?;
+        drop(ticket);
+        self.rotate_for_new_password(proven, &user, new_hash, now)
+            .await?
+            .ok_or(ChangePasswordError::NotLoggedIn)
+    }
+}
+
+impl Sessions {
+    /// R7, in one transaction while the account is unchanged since the current password
+    /// verified: stores the new hash, rotates the presented session's token and ends the
+    /// user's other sessions. `None` when the session or the account changed meanwhile.
+    async fn rotate_for_new_password(
+        &self,
+        proven: Proven,
+        user: &User,
+        new_hash: crate::value::PasswordHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<Issued>, InfraError> {
+        let Proven { mut record, target } = proven;
+        let (credential, token_hash) = self.new_credential(record.id)?;
+        let mut change = self.ports.accounts.begin().await?;
+        let expect = Expect::Unchanged(user.password_hash.clone());
+        if !change.lock_user(user.id, expect).await?
+            || !change.rotate(&target, user.id, token_hash, now).await?
+        {
+            return Ok(None);
+        }
+        change.set_password(user.id, new_hash, now).await?;
+        let others = UserSessions {
+            user: user.id,
+            kind: None,
+            except: Some(record.id),
+            cutoffs: self.policy.cutoffs(now),
+        };
+        let ended = change.end_sessions(others).await?;
+        change.commit().await?;
+        self.ended(EndCause::PasswordChange, ended);
+        record.token_hash = token_hash;
+        record.last_activity_at = now;
+        Ok(Some(Issued {
+            session: record,
+            credential: Some(credential),
+        }))
+    }
+}

@@ -1,0 +1,371 @@
+//! The rules of `Sessions`, each proved over fakes with a fixed clock: mockall fakes of the
+//! repositories and hasher, and a scripted fake of the account transaction whose every call
+//! is written to a log the tests read.
+
+mod accounts;
+mod holder;
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use mockall::predicate::eq;
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+
+use crate::error::{InfraError, RetryAfter, Saturated};
+use crate::model::{EndCause, LimitedAction, LockoutState, LoginResult, PurgeReport};
+use crate::ports::{
+    AccountChange, Events, Expect, HashTicket, MockAccountStore, MockClock, MockLockoutRepository,
+    MockPasswordHasher, MockRateLimits, MockSessionRepository, MockTokenSource, MockUserRepository,
+    NewSession, Target, UserSessions,
+};
+use crate::service::{Ports, Presented, Sessions};
+use crate::{
+    ClientIp, Credential, LockoutPolicy, PasswordHash, SessionId, SessionKind, SessionPolicy,
+    SessionRecord, SessionUser, Token, TokenHash, User, UserId, Username,
+};
+
+pub(crate) const NOW: OffsetDateTime = datetime!(2026-01-01 12:00 UTC);
+
+pub(crate) fn ip(text: &str) -> ClientIp {
+    ClientIp::new(text.parse().unwrap())
+}
+
+pub(crate) fn token(n: u8) -> Token {
+    Token::from_bytes(vec![n; 16])
+}
+
+pub(crate) fn sid(id: i64) -> SessionId {
+    SessionId::new(id).unwrap()
+}
+
+pub(crate) fn presented(id: i64, n: u8) -> Presented {
+    Presented {
+        credential: Some(Credential::new(sid(id), token(n))),
+        ip: ip("192.0.2.1"),
+    }
+}
+
+pub(crate) fn nobody() -> Presented {
+    Presented {
+        credential: None,
+        ip: ip("192.0.2.1"),
+    }
+}
+
+pub(crate) fn alice() -> User {
+    User {
+        id: UserId(7),
+        username: Username::parse("alice").unwrap(),
+        password_hash: PasswordHash::new("$argon2id$alice"),
+        superuser: false,
+        disabled: false,
+        created_at: NOW - Duration::days(1),
+        last_login_at: None,
+        password_changed_at: NOW - Duration::days(1),
+    }
+}
+
+pub(crate) fn as_session_user(user: &User) -> SessionUser {
+    SessionUser {
+        id: user.id,
+        username: user.username.clone(),
+        superuser: user.superuser,
+    }
+}
+
+/// A live anonymous browser session whose token is `token(n)`, last active `idle` ago.
+pub(crate) fn session(id: i64, n: u8, idle: Duration) -> SessionRecord {
+    SessionRecord {
+        id: sid(id),
+        token_hash: token(n).hash(),
+        ip_address: ip("192.0.2.1"),
+        kind: SessionKind::Browser,
+        user: None,
+        created_at: NOW - Duration::hours(1),
+        authenticated_at: None,
+        last_activity_at: NOW - idle,
+    }
+}
+
+/// The target a presented `(id, n)` names at NOW from 192.0.2.1, with the default policy.
+pub(crate) fn target(id: i64, n: u8) -> Target {
+    Target {
+        id: sid(id),
+        token_hash: token(n).hash(),
+        cutoffs: SessionPolicy::default().cutoffs(NOW),
+        ip: Some(ip("192.0.2.1")),
+    }
+}
+
+/// Records every event and every account-transaction call, in order, so tests can assert
+/// exactly what happened.
+#[derive(Default)]
+pub(crate) struct Log(Mutex<Vec<String>>);
+
+impl Log {
+    pub(crate) fn take(&self) -> Vec<String> {
+        std::mem::take(&mut self.0.lock().unwrap())
+    }
+    fn push(&self, entry: String) {
+        self.0.lock().unwrap().push(entry);
+    }
+}
+
+impl Events for Log {
+    fn login(&self, result: LoginResult) {
+        self.push(format!("login:{}", result.as_str()));
+    }
+    fn lockout_started(&self) {
+        self.push("lockout".into());
+    }
+    fn session_started(&self, kind: SessionKind) {
+        self.push(format!("started:{}", kind.as_str()));
+    }
+    fn sessions_ended(&self, cause: EndCause, count: u64) {
+        self.push(format!("ended:{}:{count}", cause.as_str()));
+    }
+    fn purged(&self, report: PurgeReport) {
+        self.push(format!("purged:{}", report.total()));
+    }
+    fn rate_limited(&self, action: LimitedAction) {
+        self.push(format!("limited:{}", action.as_str()));
+    }
+    fn shed(&self) {
+        self.push("shed".into());
+    }
+}
+
+/// How the scripted account transaction answers.
+#[derive(Clone, Debug)]
+pub(crate) struct Script {
+    /// What `lock_user` answers.
+    pub(crate) account_unchanged: bool,
+    /// What `bind` and `rotate` answer.
+    pub(crate) target_matches: bool,
+    /// The id `create_session` returns.
+    pub(crate) new_id: i64,
+    /// What `end_sessions` answers.
+    pub(crate) ended: u64,
+}
+
+impl Default for Script {
+    fn default() -> Self {
+        Self {
+            account_unchanged: true,
+            target_matches: true,
+            new_id: 50,
+            ended: 0,
+        }
+    }
+}
+
+/// An account transaction that writes its calls to the log and answers from its script.
+struct Scripted {
+    log: Arc<Log>,
+    script: Script,
+}
+
+fn hash_name(hash: &TokenHash) -> String {
+    (0..=255u8)
+        .find(|n| token(*n).hash() == *hash)
+        .map_or_else(|| "?".into(), |n| format!("t{n}"))
+}
+
+#[async_trait]
+impl AccountChange for Scripted {
+    async fn lock_user(&mut self, user: UserId, expect: Expect) -> Result<bool, InfraError> {
+        let expect = match expect {
+            Expect::Exists => "exists".to_owned(),
+            Expect::Unchanged(hash) => format!("unchanged:{}", hash.as_str()),
+        };
+        self.log.push(format!("tx:lock_user:{}:{expect}", user.0));
+        Ok(self.script.account_unchanged)
+    }
+    async fn record_login(&mut self, user: UserId, now: OffsetDateTime) -> Result<(), InfraError> {
+        assert_eq!(now, NOW);
+        self.log.push(format!("tx:record_login:{}", user.0));
+        Ok(())
+    }
+    async fn bind(
+        &mut self,
+        target: &Target,
+        user: UserId,
+        new_hash: TokenHash,
+        _: OffsetDateTime,
+    ) -> Result<bool, InfraError> {
+        let (id, old, new) = (
+            target.id,
+            hash_name(&target.token_hash),
+            hash_name(&new_hash),
+        );
+        self.log
+            .push(format!("tx:bind:{id}:{old}->{new}:user{}", user.0));
+        Ok(self.script.target_matches)
+    }
+    async fn rotate(
+        &mut self,
+        target: &Target,
+        user: UserId,
+        new_hash: TokenHash,
+        _: OffsetDateTime,
+    ) -> Result<bool, InfraError> {
+        let (id, old, new) = (
+            target.id,
+            hash_name(&target.token_hash),
+            hash_name(&new_hash),
+        );
+        self.log
+            .push(format!("tx:rotate:{id}:{old}->{new}:user{}", user.0));
+        Ok(self.script.target_matches)
+    }
+    async fn create_session(&mut self, session: NewSession) -> Result<SessionId, InfraError> {
+        let user = session
+            .user
+            .map_or("anonymous".into(), |u| format!("user{}", u.0));
+        let kind = session.kind.as_str();
+        let hash = hash_name(&session.token_hash);
+        self.log.push(format!(
+            "tx:create:{kind}:{hash}:{user}:{}",
+            session.ip_address
+        ));
+        Ok(sid(self.script.new_id))
+    }
+    async fn end_sessions(&mut self, which: UserSessions) -> Result<u64, InfraError> {
+        assert_eq!(which.cutoffs, SessionPolicy::default().cutoffs(NOW));
+        let kind = which.kind.map_or("any", SessionKind::as_str);
+        let except = which.except.map_or("none".into(), |id| id.to_string());
+        self.log.push(format!(
+            "tx:end_sessions:user{}:{kind}:except:{except}",
+            which.user.0
+        ));
+        Ok(self.script.ended)
+    }
+    async fn set_password(
+        &mut self,
+        user: UserId,
+        hash: PasswordHash,
+        _: OffsetDateTime,
+    ) -> Result<(), InfraError> {
+        self.log
+            .push(format!("tx:set_password:{}:{}", user.0, hash.as_str()));
+        Ok(())
+    }
+    async fn set_disabled(&mut self, user: UserId, disabled: bool) -> Result<(), InfraError> {
+        self.log
+            .push(format!("tx:set_disabled:{}:{disabled}", user.0));
+        Ok(())
+    }
+    async fn delete_user(&mut self, user: UserId) -> Result<(), InfraError> {
+        self.log.push(format!("tx:delete_user:{}", user.0));
+        Ok(())
+    }
+    async fn commit(self: Box<Self>) -> Result<(), InfraError> {
+        self.log.push("tx:commit".into());
+        Ok(())
+    }
+}
+
+pub(crate) struct Harness {
+    pub(crate) sessions: MockSessionRepository,
+    pub(crate) users: MockUserRepository,
+    pub(crate) lockouts: MockLockoutRepository,
+    pub(crate) hasher: MockPasswordHasher,
+    pub(crate) limits: MockRateLimits,
+    pub(crate) script: Script,
+    pub(crate) policy: SessionPolicy,
+    pub(crate) lockout: LockoutPolicy,
+    log: Arc<Log>,
+}
+
+impl Harness {
+    pub(crate) fn new() -> Self {
+        let mut hasher = MockPasswordHasher::new();
+        hasher.expect_admit().returning(|| Ok(HashTicket::new(())));
+        Self {
+            sessions: MockSessionRepository::new(),
+            users: MockUserRepository::new(),
+            lockouts: MockLockoutRepository::new(),
+            hasher,
+            limits: MockRateLimits::new(),
+            script: Script::default(),
+            policy: SessionPolicy::default(),
+            lockout: LockoutPolicy::default(),
+            log: Arc::new(Log::default()),
+        }
+    }
+
+    pub(crate) fn with_session(mut self, record: SessionRecord) -> Self {
+        let id = record.id;
+        self.sessions
+            .expect_find()
+            .with(eq(id))
+            .returning(move |_| Ok(Some(record.clone())));
+        self
+    }
+
+    pub(crate) fn with_user(mut self, user: User) -> Self {
+        let name = user.username.clone();
+        self.users
+            .expect_find_by_username()
+            .withf(move |u| *u == name)
+            .returning(move |_| Ok(Some(user.clone())));
+        self
+    }
+
+    pub(crate) fn unlocked(mut self) -> Self {
+        self.lockouts
+            .expect_state()
+            .returning(|_, _| Ok(LockoutState::default()));
+        self
+    }
+
+    pub(crate) fn password_ok(mut self, ok: bool) -> Self {
+        self.hasher.expect_verify().returning(move |_, _, _| Ok(ok));
+        self
+    }
+
+    /// Hashing refuses every new operation (R15).
+    pub(crate) fn saturated(mut self) -> Self {
+        self.hasher = MockPasswordHasher::new();
+        self.hasher.expect_admit().returning(|| Err(Saturated));
+        self
+    }
+
+    /// The address is over its limit for every action (R14).
+    pub(crate) fn over_the_limit(mut self, retry_after_ms: u64) -> Self {
+        self.limits.expect_admit().returning(move |_, _| {
+            Err(RetryAfter::after(std::time::Duration::from_millis(
+                retry_after_ms,
+            )))
+        });
+        self
+    }
+
+    pub(crate) fn build(self) -> (Sessions, Arc<Log>) {
+        let mut clock = MockClock::new();
+        clock.expect_now().return_const(NOW);
+        let mut tokens = MockTokenSource::new();
+        tokens.expect_token().returning(|_| Ok(token(99)));
+        let mut accounts = MockAccountStore::new();
+        let (log, script) = (self.log.clone(), self.script.clone());
+        accounts.expect_begin().returning(move || {
+            Ok(Box::new(Scripted {
+                log: log.clone(),
+                script: script.clone(),
+            }))
+        });
+        let ports = Ports {
+            sessions: Arc::new(self.sessions),
+            accounts: Arc::new(accounts),
+            users: Arc::new(self.users),
+            lockouts: Arc::new(self.lockouts),
+            hasher: Arc::new(self.hasher),
+            tokens: Arc::new(tokens),
+            clock: Arc::new(clock),
+            limits: Arc::new(self.limits),
+            events: self.log.clone(),
+        };
+        (Sessions::new(ports, self.policy, self.lockout), self.log)
+    }
+}

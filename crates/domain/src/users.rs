@@ -1,0 +1,219 @@
+//! Administration of user accounts, for superusers and the command line: create, list, show,
+//! delete, reset a password (R7), unlock (R9), disable and enable (R7), end a user's sessions.
+//! Every change that ends sessions does so in the same account transaction.
+
+use async_trait::async_trait;
+
+use crate::error::{CreateUserError, InfraError, ResetPasswordError, UserError};
+use crate::model::{EndCause, LockoutState, Superuser, User};
+use crate::ports::{AccountChange, Created, Expect, NewUser, UserSessions};
+use crate::service::Sessions;
+use crate::value::{NewPassword, Password, Username};
+
+/// What a superuser (or the operator at the command line) can do with accounts.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait UserAdmin: Send + Sync {
+    /// Creates a user, validating the username and the password policy.
+    async fn create_user(
+        &self,
+        by: &Superuser,
+        username: &str,
+        password: Password,
+        superuser: bool,
+    ) -> Result<User, CreateUserError>;
+
+    /// All users, by username.
+    async fn users(&self, by: &Superuser) -> Result<Vec<User>, InfraError>;
+
+    /// One user, with its lockout state.
+    async fn user(&self, by: &Superuser, username: &str)
+    -> Result<(User, LockoutState), UserError>;
+
+    /// Deletes a user; its sessions go with it (R7).
+    async fn delete_user(&self, by: &Superuser, username: &str) -> Result<(), UserError>;
+
+    /// An operator's password reset: ends all the user's sessions (R7).
+    async fn reset_password(
+        &self,
+        by: &Superuser,
+        username: &str,
+        password: Password,
+    ) -> Result<(), ResetPasswordError>;
+
+    /// Clears a username's failures and lock (R9); works for names without an account too.
+    async fn unlock(&self, by: &Superuser, username: &str) -> Result<(), UserError>;
+
+    /// Disabling ends all the user's sessions and stops logins (R7); enabling undoes it.
+    async fn set_disabled(
+        &self,
+        by: &Superuser,
+        username: &str,
+        disabled: bool,
+    ) -> Result<(), UserError>;
+
+    /// Ends all the user's sessions; how many ended.
+    async fn end_user_sessions(&self, by: &Superuser, username: &str) -> Result<u64, UserError>;
+}
+
+/// A boxed future, for closures that borrow the transaction they run in.
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+impl Sessions {
+    async fn existing_user(&self, username: &str) -> Result<User, UserError> {
+        let username = Username::parse(username).map_err(|_| UserError::NotFound)?;
+        self.ports
+            .users
+            .find_by_username(&username)
+            .await?
+            .ok_or(UserError::NotFound)
+    }
+
+    /// Runs `work` in an account transaction on `user`'s row, then ends all the user's valid
+    /// sessions when `end_sessions` says so; `None` when the user was deleted meanwhile.
+    async fn change_account(
+        &self,
+        user: &User,
+        end_sessions: bool,
+        work: impl for<'a> FnOnce(
+            &'a mut Box<dyn AccountChange>,
+        ) -> BoxFuture<'a, Result<(), InfraError>>
+        + Send,
+    ) -> Result<Option<u64>, InfraError> {
+        let mut change = self.ports.accounts.begin().await?;
+        if !change.lock_user(user.id, Expect::Exists).await? {
+            return Ok(None);
+        }
+        let now = self.ports.clock.now();
+        let ended = if end_sessions {
+            let all = UserSessions {
+                user: user.id,
+                kind: None,
+                except: None,
+                cutoffs: self.policy.cutoffs(now),
+            };
+            change.end_sessions(all).await?
+        } else {
+            0
+        };
+        work(&mut change).await?;
+        change.commit().await?;
+        self.ended(EndCause::Revoked, ended);
+        Ok(Some(ended))
+    }
+}
+
+#[async_trait]
+impl UserAdmin for Sessions {
+    async fn create_user(
+        &self,
+        _by: &Superuser,
+        username: &str,
+        password: Password,
+        superuser: bool,
+    ) -> Result<User, CreateUserError> {
+        let username = Username::parse(username)?;
+        let password = NewPassword::parse(password)?;
+        let ticket = self.ports.hasher.admit()?;
+        let password_hash = self
+            .ports
+            .hasher
+            .hash(&ticket, password.password().clone())
+            .await?;
+        drop(ticket);
+        let new = NewUser {
+            username,
+            password_hash,
+            superuser,
+            now: self.ports.clock.now(),
+        };
+        match self.ports.users.create(new).await? {
+            Created::User(user) => Ok(user),
+            Created::Taken => Err(CreateUserError::Taken),
+        }
+    }
+
+    async fn users(&self, _by: &Superuser) -> Result<Vec<User>, InfraError> {
+        self.ports.users.list().await
+    }
+
+    async fn user(
+        &self,
+        _by: &Superuser,
+        username: &str,
+    ) -> Result<(User, LockoutState), UserError> {
+        let user = self.existing_user(username).await?;
+        let now = self.ports.clock.now();
+        let lock = self.ports.lockouts.state(&user.username, now).await?;
+        Ok((user, lock))
+    }
+
+    async fn delete_user(&self, _by: &Superuser, username: &str) -> Result<(), UserError> {
+        let user = self.existing_user(username).await?;
+        let id = user.id;
+        self.change_account(&user, true, |change| {
+            Box::pin(async move { change.delete_user(id).await })
+        })
+        .await?
+        .ok_or(UserError::NotFound)
+        .map(drop)
+    }
+
+    async fn reset_password(
+        &self,
+        _by: &Superuser,
+        username: &str,
+        password: Password,
+    ) -> Result<(), ResetPasswordError> {
+        let password = NewPassword::parse(password)?;
+        let user = self
+            .existing_user(username)
+            .await
+            .map_err(|error| match error {
+                UserError::NotFound => ResetPasswordError::NotFound,
+                UserError::Infra(e) => ResetPasswordError::Infra(e),
+            })?;
+        let ticket = self.ports.hasher.admit()?;
+        let hash = self
+            .ports
+            .hasher
+            .hash(&ticket, password.password().clone())
+            .await?;
+        drop(ticket);
+        let (id, now) = (user.id, self.ports.clock.now());
+        self.change_account(&user, true, |change| {
+            Box::pin(async move { change.set_password(id, hash, now).await })
+        })
+        .await?
+        .ok_or(ResetPasswordError::NotFound)
+        .map(drop)
+    }
+
+    async fn unlock(&self, _by: &Superuser, username: &str) -> Result<(), UserError> {
+        let username = Username::parse(username).map_err(|_| UserError::NotFound)?;
+        Ok(self.ports.lockouts.clear(&username).await?)
+    }
+
+    async fn set_disabled(
+        &self,
+        _by: &Superuser,
+        username: &str,
+        disabled: bool,
+    ) -> Result<(), UserError> {
+        let user = self.existing_user(username).await?;
+        let id = user.id;
+        self.change_account(&user, disabled, |change| {
+            Box::pin(async move { change.set_disabled(id, disabled).await })
+        })
+        .await?
+        .ok_or(UserError::NotFound)
+        .map(drop)
+    }
+
+    async fn end_user_sessions(&self, _by: &Superuser, username: &str) -> Result<u64, UserError> {
+        let user = self.existing_user(username).await?;
+        self.end_sessions_of(user.id, None, EndCause::Revoked)
+            .await?
+            .ok_or(UserError::NotFound)
+    }
+}
