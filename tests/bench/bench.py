@@ -41,7 +41,8 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-BIN = os.path.join(ROOT, "target", "release", "websessions")
+# BENCH_BIN measures another build (an earlier commit's, say) with the same script.
+BIN = os.environ.get("BENCH_BIN") or os.path.join(ROOT, "target", "release", "websessions")
 PG = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
 CREDENTIAL_COUNT = 300
 WARMUP_S = 2
@@ -150,6 +151,9 @@ class Server:
                    WEBSESSIONS_DATABASE_URL=db.url,
                    WEBSESSIONS_LISTEN=f"127.0.0.1:{self.port}",
                    WEBSESSIONS_HOUSEKEEPING_INTERVAL="1h",
+                   # All of the benchmark's traffic comes from one address (R14).
+                   WEBSESSIONS_SESSION_START_LIMIT="0",
+                   WEBSESSIONS_LOGIN_LIMIT="0",
                    RUST_LOG="warn")
         env.update({f"WEBSESSIONS_{k.upper()}": v for k, v in settings.items()})
         self.env = env
@@ -380,7 +384,8 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     ensure_tools()
-    build()
+    if not os.environ.get("BENCH_BIN"):
+        build()
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
         f.write("\n".join(credential(i) for i in range(1, CREDENTIAL_COUNT + 1)) + "\n")
         credentials_file = f.name
@@ -391,7 +396,10 @@ def main():
     os.unlink(credentials_file)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     report = (f"# websessions benchmark {stamp}\n\n"
-              f"Machine: {os.cpu_count()} cores; commit {run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT).strip()}\n\n"
+              f"Machine: {os.cpu_count()} cores; "
+              + (f"binary {os.environ['BENCH_BIN']}" if os.environ.get("BENCH_BIN")
+                 else f"commit {run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT).strip()}")
+              + "\n\n"
               + table(runs) + "\n\n<details><summary>raw runs</summary>\n\n```json\n"
               + json.dumps(runs, indent=1) + "\n```\n</details>\n")
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
