@@ -1,10 +1,13 @@
-//! Reports which test backends this build was configured for, so that tests of a backend
-//! without a server are reported as ignored (with the variable to set), never as passed.
+//! Reports which test backends and tools this build was configured for, so that tests of a
+//! backend or tool that is missing are reported as ignored (with the variable to set), never
+//! as passed.
 
 fn main() {
     for (cfg, var) in [
         ("has_postgres", "WEBSESSIONS_TEST_POSTGRES_URL"),
         ("has_mysql", "WEBSESSIONS_TEST_MYSQL_URL"),
+        // A Python with tests/contract/requirements.txt installed (the third-party tools).
+        ("has_contract_tools", "WEBSESSIONS_TEST_PYTHON"),
     ] {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
         println!("cargo::rerun-if-env-changed={var}");

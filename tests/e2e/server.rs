@@ -104,6 +104,11 @@ impl Server {
         panic!("the server did not come up within 30 s");
     }
 
+    /// The `WEBSESSIONS_*` settings the server runs with, for commands run beside it.
+    pub fn settings(&self) -> &HashMap<String, String> {
+        &self.env
+    }
+
     /// The server's database.
     pub fn db(&self) -> &TestDb {
         self.db.as_ref().unwrap()

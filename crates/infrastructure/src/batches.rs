@@ -20,8 +20,8 @@ use crate::error::infra;
 pub(crate) struct Batches<E: EntityTrait> {
     /// The column rows are picked and deleted by (a key).
     pub(crate) key: E::Column,
-    /// The indexed column batches walk in order.
-    pub(crate) order: E::Column,
+    /// The indexed columns batches walk in order (an index's columns, in its order).
+    pub(crate) order: Vec<E::Column>,
     /// What is deleted; checked again when deleting.
     pub(crate) condition: Condition,
 }
@@ -44,11 +44,14 @@ impl<E: EntityTrait> Batches<E> {
                 tokio::time::sleep(took).await;
             }
             let started = Instant::now();
-            let keys: Vec<K> = E::find()
+            let mut pick = E::find()
                 .select_only()
                 .column(self.key)
-                .filter(self.condition.clone())
-                .order_by_asc(self.order)
+                .filter(self.condition.clone());
+            for column in &self.order {
+                pick = pick.order_by_asc(*column);
+            }
+            let keys: Vec<K> = pick
                 .limit(batch)
                 .into_tuple()
                 .all(db)

@@ -182,13 +182,13 @@ impl LockoutRepository for SeaLockouts {
         let now = unix(now);
         let expired = Batches::<account_lockouts::Entity> {
             key: account_lockouts::Column::Username,
-            order: account_lockouts::Column::LockedUntil,
+            order: vec![account_lockouts::Column::LockedUntil],
             condition: Condition::all().add(account_lockouts::Column::LockedUntil.lte(now)),
         };
         let expired_locks = expired.delete::<String>(&self.db, batch, sweep).await?;
         let orphans = Batches::<login_failures::Entity> {
             key: login_failures::Column::Username,
-            order: login_failures::Column::LastFailureAt,
+            order: vec![login_failures::Column::LastFailureAt],
             condition: orphan_failures(now),
         };
         let orphan_failures = orphans.delete::<String>(&self.db, batch, sweep).await?;

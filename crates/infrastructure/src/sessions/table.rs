@@ -111,25 +111,26 @@ pub(crate) fn user_sessions(which: &UserSessions) -> Condition {
 }
 
 /// What maintenance deletes (R8): the negation of `valid`, in three parts that each walk an
-/// index in order (`last_activity_at`; `(authenticated_at, created_at)` for the two absolute
-/// parts), so that no statement scans the table. Each part pairs the condition with the
-/// indexed column its batches are picked in order of.
-pub(crate) fn expired(cutoffs: Cutoffs) -> Vec<(Condition, sessions::Column)> {
+/// index in its order (`last_activity_at`; `(authenticated_at, created_at)` for the two
+/// absolute parts), so that no statement scans the table and each batch reads only what it
+/// deletes. Each part pairs the condition with the index columns its batches follow.
+pub(crate) fn expired(cutoffs: Cutoffs) -> Vec<(Condition, Vec<sessions::Column>)> {
+    use sessions::Column::{AuthenticatedAt, CreatedAt, LastActivityAt};
     let mut parts = vec![(
-        Condition::all().add(sessions::Column::LastActivityAt.lt(unix(cutoffs.idle))),
-        sessions::Column::LastActivityAt,
+        Condition::all().add(LastActivityAt.lt(unix(cutoffs.idle))),
+        vec![LastActivityAt],
     )];
     if let Some(absolute) = cutoffs.absolute {
         let since = unix(absolute);
         parts.push((
             Condition::all()
-                .add(sessions::Column::AuthenticatedAt.is_null())
-                .add(sessions::Column::CreatedAt.lt(since)),
-            sessions::Column::CreatedAt,
+                .add(AuthenticatedAt.is_null())
+                .add(CreatedAt.lt(since)),
+            vec![AuthenticatedAt, CreatedAt],
         ));
         parts.push((
-            Condition::all().add(sessions::Column::AuthenticatedAt.lt(since)),
-            sessions::Column::AuthenticatedAt,
+            Condition::all().add(AuthenticatedAt.lt(since)),
+            vec![AuthenticatedAt, CreatedAt],
         ));
     }
     parts
