@@ -8,6 +8,8 @@ fn main() {
         ("has_mysql", "WEBSESSIONS_TEST_MYSQL_URL"),
         // A Python with tests/contract/requirements.txt installed (the third-party tools).
         ("has_contract_tools", "WEBSESSIONS_TEST_PYTHON"),
+        // An nginx binary, for the gateway tests.
+        ("has_nginx", "WEBSESSIONS_TEST_NGINX"),
     ] {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
         println!("cargo::rerun-if-env-changed={var}");

@@ -18,13 +18,14 @@ pub struct Server {
     /// pipe never blocks the server.
     logs: Arc<Mutex<Vec<u8>>>,
     drain: Option<std::thread::JoinHandle<()>>,
+    port: u16,
     pub base: String,
     env: HashMap<String, String>,
     pub http: reqwest::Client,
     db: Option<TestDb>,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
 }
@@ -34,9 +35,23 @@ impl Server {
     /// traffic comes from one address, so R14's limits are off unless `settings` set them.
     pub async fn start(backend: Backend, settings: &[(&str, &str)]) -> Self {
         let db = TestDb::new(backend).await;
-        let port = free_port();
+        let url = db.url.clone();
+        Self::spawn(&url, settings, free_port(), Some(db)).await
+    }
+
+    /// A server on a database it does not own (several servers may share one), on `port`.
+    pub async fn start_on(url: &str, settings: &[(&str, &str)], port: u16) -> Self {
+        Self::spawn(url, settings, port, None).await
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    async fn spawn(url: &str, settings: &[(&str, &str)], port: u16, db: Option<TestDb>) -> Self {
         let mut env: HashMap<String, String> = [
-            ("WEBSESSIONS_DATABASE_URL", db.url.as_str()),
+            ("WEBSESSIONS_DATABASE_URL", url),
             ("WEBSESSIONS_LISTEN", &format!("127.0.0.1:{port}")),
             ("WEBSESSIONS_LOG_FORMAT", "json"),
             ("WEBSESSIONS_SESSION_START_LIMIT", "0"),
@@ -73,13 +88,14 @@ impl Server {
             child,
             logs,
             drain: Some(drain),
+            port,
             base: format!("http://127.0.0.1:{port}"),
             env,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
-            db: Some(db),
+            db,
         };
         server.wait_until_live().await;
         server
@@ -109,7 +125,7 @@ impl Server {
         &self.env
     }
 
-    /// The server's database.
+    /// The server's database (of a server that owns one).
     pub fn db(&self) -> &TestDb {
         self.db.as_ref().unwrap()
     }

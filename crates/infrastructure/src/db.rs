@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement,
+    TransactionTrait,
+};
 use websessions_migrations::{Migrator, MigratorTrait};
 
 /// Pool settings of the service.
@@ -48,7 +51,60 @@ pub async fn connect(url: &str, pool: &PoolOptions) -> Result<DatabaseConnection
     Database::connect(options).await
 }
 
-/// Applies every pending migration.
+/// The name of the lock migrations take (SPEC section 7).
+const MIGRATION_LOCK: &str = "websessions_migrations";
+
+/// PostgreSQL advisory locks take a number: `websessions` in ASCII.
+const MIGRATION_LOCK_KEY: i64 = 0x7765_6273_6573_7369;
+
+/// How long a process waits for another's migrations, in seconds (MySQL's `GET_LOCK`).
+const MIGRATION_WAIT_SECONDS: u32 = 600;
+
+/// Applies every pending migration under a database lock, so that processes started together
+/// on one database migrate once: the first applies them, the others wait and find nothing left
+/// to do. On PostgreSQL an advisory lock held by one transaction that also runs the migrations
+/// (transactional DDL); on MySQL/MariaDB `GET_LOCK` on the connection that runs them. SQLite
+/// is one process's file.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
-    Migrator::up(db, None).await
+    match db.get_database_backend() {
+        DbBackend::Postgres => {
+            let txn = db.begin().await?;
+            txn.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_advisory_xact_lock($1)",
+                [MIGRATION_LOCK_KEY.into()],
+            ))
+            .await?;
+            Migrator::up(&txn, None).await?;
+            txn.commit().await
+        }
+        DbBackend::MySql => {
+            // GET_LOCK belongs to the connection, which the transaction keeps for itself (the
+            // migrations' DDL commits implicitly, but the lock outlives commits).
+            let txn = db.begin().await?;
+            let locked = txn
+                .query_one_raw(Statement::from_sql_and_values(
+                    DbBackend::MySql,
+                    "SELECT GET_LOCK(?, ?) AS locked",
+                    [MIGRATION_LOCK.into(), MIGRATION_WAIT_SECONDS.into()],
+                ))
+                .await?
+                .and_then(|row| row.try_get::<Option<i64>>("", "locked").ok().flatten());
+            if locked != Some(1) {
+                return Err(DbErr::Custom(format!(
+                    "another process held the migration lock for {MIGRATION_WAIT_SECONDS} s"
+                )));
+            }
+            let migrated = Migrator::up(&txn, None).await;
+            txn.execute_raw(Statement::from_sql_and_values(
+                DbBackend::MySql,
+                "SELECT RELEASE_LOCK(?)",
+                [MIGRATION_LOCK.into()],
+            ))
+            .await?;
+            txn.commit().await?;
+            migrated
+        }
+        _ => Migrator::up(db, None).await,
+    }
 }

@@ -82,11 +82,22 @@ impl TestDb {
     /// A migrated, empty database on `backend`. Panics when the backend's variable is unset or
     /// its server unreachable: a test that runs on a backend must not pass without it.
     pub async fn new(backend: Backend) -> Self {
+        Self::create(backend, true).await
+    }
+
+    /// A database on `backend` with no schema at all, for tests of the migrations themselves.
+    pub async fn unmigrated(backend: Backend) -> Self {
+        Self::create(backend, false).await
+    }
+
+    async fn create(backend: Backend, migrated: bool) -> Self {
         let Some(var) = backend.env() else {
             let dir = tempfile::tempdir().expect("temporary directory");
             let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
             let conn = connect(&url, &pool()).await.expect("open SQLite");
-            migrate(&conn).await.expect("migrate SQLite");
+            if migrated {
+                migrate(&conn).await.expect("migrate SQLite");
+            }
             return Self {
                 conn,
                 url,
@@ -115,7 +126,9 @@ impl TestDb {
         let conn = connect(&url, &pool())
             .await
             .unwrap_or_else(|e| panic!("{var}: cannot open the test database: {e}"));
-        migrate(&conn).await.expect("migrate");
+        if migrated {
+            migrate(&conn).await.expect("migrate");
+        }
         Self {
             conn,
             url,

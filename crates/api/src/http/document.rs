@@ -3,7 +3,8 @@
 //! `websessions openapi` (which the committed `openapi/openapi.json` is).
 //!
 //! - The cookie security scheme names the configured cookie, not the compiled default.
-//! - Every `/v1` answer declares `Cache-Control: no-store`, which the guard sends.
+//! - Every `/v1` answer declares `Cache-Control: no-store`, which the guard sends, and every
+//!   header is named in its usual case (poem-openapi writes derived headers in capitals).
 //! - A property that refers to another schema carries no sibling keywords (OpenAPI 3.0
 //!   ignores them, and generators choke on the `allOf` poem-openapi wraps them in): a
 //!   description is dropped, and a nullable reference becomes `allOf: [$ref]` with
@@ -40,14 +41,25 @@ fn name_cookie(document: &mut Value, cookie_name: &str) {
     }
 }
 
+/// `X-WEBSESSIONS-USER` as `X-Websessions-User`.
+fn usual_case(name: &str) -> String {
+    name.split('-')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_ascii_uppercase().to_string() + &chars.as_str().to_ascii_lowercase()
+            })
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
 fn declare_no_store(document: &mut Value) {
     let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
     };
     for (path, operations) in paths.iter_mut() {
-        if !path.starts_with("/v1/") {
-            continue;
-        }
+        let v1 = path.starts_with("/v1/");
         let Some(operations) = operations.as_object_mut() else {
             continue;
         };
@@ -62,6 +74,15 @@ fn declare_no_store(document: &mut Value) {
                 let Some(response) = response.as_object_mut() else {
                     continue;
                 };
+                if let Some(headers) = response.get_mut("headers").and_then(Value::as_object_mut) {
+                    *headers = std::mem::take(headers)
+                        .into_iter()
+                        .map(|(name, header)| (usual_case(&name), header))
+                        .collect();
+                }
+                if !v1 {
+                    continue;
+                }
                 let headers = response.entry("headers").or_insert_with(|| json!({}));
                 if let Some(headers) = headers.as_object_mut() {
                     headers.insert(
@@ -107,7 +128,8 @@ mod tests {
     fn the_pass_names_the_cookie_declares_no_store_and_bares_references() {
         let generated = json!({
             "paths": {
-                "/v1/x": {"get": {"responses": {"200": {"description": "ok"}}}},
+                "/v1/x": {"get": {"responses": {"200": {"description": "ok",
+                    "headers": {"X-WEBSESSIONS-USER": {"schema": {"type": "string"}}}}}}},
                 "/health/live": {"get": {"responses": {"200": {"description": "ok"}}}}
             },
             "components": {
@@ -126,6 +148,8 @@ mod tests {
         );
         let no_store = "/paths/~1v1~1x/get/responses/200/headers/Cache-Control/schema/enum/0";
         assert_eq!(finished.pointer(no_store), Some(&json!("no-store")));
+        let user = "/paths/~1v1~1x/get/responses/200/headers/X-Websessions-User";
+        assert!(finished.pointer(user).is_some());
         let health = "/paths/~1health~1live/get/responses/200/headers";
         assert_eq!(finished.pointer(health), None);
         let properties = finished

@@ -35,6 +35,10 @@ pub(super) async fn guard<E: Endpoint>(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let v1 = is_v1(&path);
+    if path == AUTH_PATH {
+        // The gateway's question is answered alike whatever the method (SPEC section 9).
+        req.set_method(Method::GET);
+    }
     let mut response = match admit(&mut req, &edge, v1 && path != AUTH_PATH).await {
         Err(refusal) => refusal.into_response(),
         Ok(()) => respond(endpoint.as_ref(), req).await,

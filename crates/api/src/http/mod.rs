@@ -1,4 +1,5 @@
-//! The HTTP server: one file per endpoint family (`session`, `me`, `admin`, `health`), the
+//! The HTTP server: one file per endpoint family (`session`, `gateway`, `me`, `admin`,
+//! `health`), the
 //! context they share (`context`), the middleware every request passes (`guard`), the edge
 //! rules R11/R12 and the cookie (`edge`), refusals and the statuses each operation can answer
 //! (`problem`), strict request bodies (`body`), documented security (`security`), and the one
@@ -10,6 +11,7 @@ mod body;
 mod context;
 mod document;
 mod edge;
+mod gateway;
 mod guard;
 mod health;
 mod me;
@@ -28,6 +30,7 @@ use poem_openapi::OpenApiService;
 pub use admin::AdminApi;
 pub use context::{Context, Readiness};
 pub use edge::EdgeSettings;
+pub use gateway::GatewayApi;
 pub use guard::MAX_BODY_BYTES;
 pub use health::HealthApi;
 pub use me::MeApi;
@@ -35,11 +38,12 @@ pub use problem::{Problem, Refusal};
 pub use session::SessionApi;
 
 /// The API's endpoint families, as one OpenAPI service.
-pub type Apis = (SessionApi, MeApi, AdminApi, HealthApi);
+pub type Apis = (SessionApi, GatewayApi, MeApi, AdminApi, HealthApi);
 
 fn service(ctx: Arc<Context>) -> OpenApiService<Apis, ()> {
     let apis = (
         SessionApi { ctx: ctx.clone() },
+        GatewayApi { ctx: ctx.clone() },
         MeApi { ctx: ctx.clone() },
         AdminApi { ctx: ctx.clone() },
         HealthApi { ctx },

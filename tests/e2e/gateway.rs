@@ -1,0 +1,698 @@
+//! Behind a real gateway, and more than one server (SPEC section 9): real nginx (the
+//! configuration in `tests/gateway/nginx.conf`) in front of a small application that echoes
+//! the identity headers it receives, protected with `auth_request /v1/auth`, and two real
+//! `websessions` processes on one database, all on loopback. They run when
+//! `WEBSESSIONS_TEST_NGINX` names an nginx binary (`.ci/run` installs Debian's); otherwise
+//! they are reported as ignored. Every process they start, they stop by its PID.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use websessions_infrastructure::testing::{Backend, TestDb};
+
+use crate::contract::SendChecked;
+use crate::server::{Server, cookie_header, free_port, set_cookie};
+use crate::{BAD_CREDENTIALS, PASSWORD, sample, samples};
+
+const TEMPLATE: &str = include_str!("../gateway/nginx.conf");
+
+fn nginx_binary() -> String {
+    std::env::var("WEBSESSIONS_TEST_NGINX").expect("WEBSESSIONS_TEST_NGINX names nginx")
+}
+
+/// The protected application: answers every request with the identity headers it received,
+/// and counts the requests that reached it.
+struct Application {
+    port: u16,
+    hits: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Application {
+    async fn start() -> Self {
+        let port = free_port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        let echo = poem::endpoint::make(move |req: poem::Request| {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let header = |name: &str| {
+                    req.headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                poem::web::Json(json!({
+                    "path": req.uri().path(),
+                    "user": header("x-websessions-user"),
+                    "session": header("x-websessions-session"),
+                    "superuser": header("x-websessions-superuser"),
+                }))
+            }
+        });
+        let listener = poem::listener::TcpListener::bind(format!("127.0.0.1:{port}"));
+        let task = tokio::spawn(async move {
+            let _ = poem::Server::new(listener).run(echo).await;
+        });
+        Self { port, hits, task }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Application {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// nginx, running `tests/gateway/nginx.conf` in a folder of its own.
+struct Nginx {
+    child: Child,
+    dir: tempfile::TempDir,
+    base: String,
+}
+
+impl Nginx {
+    async fn start(upstreams: &[u16], application: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let servers: String = upstreams
+            .iter()
+            .map(|p| format!("server 127.0.0.1:{p} max_fails=0;\n        "))
+            .collect();
+        let config = TEMPLATE
+            .replace("${DIR}", &dir.path().display().to_string())
+            .replace("${WEBSESSIONS_SERVERS}", servers.trim_end())
+            .replace("${APPLICATION}", &format!("127.0.0.1:{application}"))
+            .replace("${LISTEN}", &format!("127.0.0.1:{port}"));
+        let path = dir.path().join("nginx.conf");
+        std::fs::write(&path, config).unwrap();
+        let child = Command::new(nginx_binary())
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let nginx = Self {
+            child,
+            dir,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not start: {}",
+                nginx.errors()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        nginx
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn errors(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two websessions processes on one database, behind nginx, in front of the application.
+struct Gateway {
+    servers: Vec<Server>,
+    settings: Vec<(String, String)>,
+    nginx: Nginx,
+    application: Application,
+    http: reqwest::Client,
+    db: Option<TestDb>,
+}
+
+impl Gateway {
+    async fn start(backend: Backend, settings: &[(&str, &str)]) -> Self {
+        let db = TestDb::new(backend).await;
+        let mut all = vec![("WEBSESSIONS_TRUSTED_PROXIES", "127.0.0.1/32")];
+        all.extend_from_slice(settings);
+        let settings: Vec<(String, String)> = all
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let mut servers = Vec::new();
+        for _ in 0..2 {
+            servers.push(Server::start_on(&db.url, &all, free_port()).await);
+        }
+        servers[0].create_user("alice", PASSWORD);
+        servers[0].create_superuser("root", PASSWORD);
+        let application = Application::start().await;
+        let ports: Vec<u16> = servers.iter().map(Server::port).collect();
+        let nginx = Nginx::start(&ports, application.port).await;
+        Self {
+            servers,
+            settings,
+            nginx,
+            application,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            db: Some(db),
+        }
+    }
+
+    /// Restarts server `n` on its port: SIGTERM, wait for it to finish its requests and
+    /// exit, start it again.
+    async fn restart(&mut self, n: usize) {
+        let url = self.db.as_ref().unwrap().url.clone();
+        let settings: Vec<(&str, &str)> = self
+            .settings
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let old = self.servers.remove(n);
+        let port = old.port();
+        let (status, logs) = old.stop().await;
+        assert_eq!(status.code(), Some(0), "{logs}");
+        self.servers
+            .insert(n, Server::start_on(&url, &settings, port).await);
+    }
+
+    /// Logs `name` in through nginx as a browser (a first login: no cookie).
+    async fn browser_login(&self, name: &str) -> String {
+        let resp = self
+            .http
+            .post(self.nginx.url("/v1/session/login"))
+            .json(&json!({"username": name, "password": PASSWORD}))
+            .send_checked()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        set_cookie(resp.headers()).unwrap().0
+    }
+
+    /// Whether `credential` (a cookie) is valid on server `n`, asked directly.
+    async fn valid_on(&self, n: usize, credential: &str) -> bool {
+        let resp = self
+            .http
+            .get(self.servers[n].url("/v1/session"))
+            .header("cookie", cookie_header(credential))
+            .send_checked()
+            .await
+            .unwrap();
+        resp.status() == StatusCode::OK
+    }
+
+    async fn valid_on_both(&self, credential: &str) -> [bool; 2] {
+        [
+            self.valid_on(0, credential).await,
+            self.valid_on(1, credential).await,
+        ]
+    }
+
+    /// The metrics of both processes, summed for `series`.
+    async fn sum(&self, series: &str) -> f64 {
+        let mut total = 0.0;
+        for server in &self.servers {
+            let text = self
+                .http
+                .get(server.url("/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            total += sample(&samples(&text), series);
+        }
+        total
+    }
+
+    fn logs(&self) -> String {
+        self.servers
+            .iter()
+            .map(Server::logs)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        // The servers go first; the database is theirs.
+        self.servers.clear();
+        if let Some(db) = self.db.take() {
+            db.drop_blocking();
+        }
+    }
+}
+
+macro_rules! gateway {
+    (postgres: [$($pg:ident),* $(,)?], mysql: [$($my:ident),* $(,)?] $(,)?) => {
+        mod postgres { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(all(has_nginx, has_postgres)),
+                ignore = "set WEBSESSIONS_TEST_NGINX (an nginx binary) and WEBSESSIONS_TEST_POSTGRES_URL"
+            )]
+            async fn $pg() { super::$pg(websessions_infrastructure::testing::Backend::Postgres).await }
+        )* }
+        mod mysql { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(all(has_nginx, has_mysql)),
+                ignore = "set WEBSESSIONS_TEST_NGINX (an nginx binary) and WEBSESSIONS_TEST_MYSQL_URL"
+            )]
+            async fn $my() { super::$my(websessions_infrastructure::testing::Backend::Mysql).await }
+        )* }
+    };
+}
+
+gateway! {
+    postgres: [
+        the_gateway_protects_the_application_and_passes_the_identity,
+        a_session_ended_through_one_process_is_refused_at_once_by_both,
+        concurrent_browser_logins_over_both_processes_leave_one_valid_session,
+        a_burst_of_wrong_guesses_over_both_processes_gets_threshold_verifications,
+        housekeeping_in_both_processes_deletes_each_row_once,
+        a_rolling_restart_under_load_through_nginx_fails_no_request,
+    ],
+    mysql: [
+        a_session_ended_through_one_process_is_refused_at_once_by_both,
+        concurrent_browser_logins_over_both_processes_leave_one_valid_session,
+        housekeeping_in_both_processes_deletes_each_row_once,
+    ],
+}
+
+async fn the_gateway_protects_the_application_and_passes_the_identity(backend: Backend) {
+    let gateway = Gateway::start(backend, &[]).await;
+    let page = gateway.nginx.url("/reports/2026?x=1");
+    // Without a session, and with a forged identity, the application is never reached.
+    for forged in [None, Some("root")] {
+        let mut request = gateway.http.get(&page);
+        if let Some(user) = forged {
+            request = request.header("x-websessions-user", user);
+        }
+        let resp = request.send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::FOUND);
+        assert_eq!(
+            resp.headers()["location"],
+            "/login?return_to=/reports/2026?x=1"
+        );
+    }
+    assert_eq!(gateway.application.hits(), 0);
+    let anonymous = gateway
+        .http
+        .post(gateway.nginx.url("/v1/session"))
+        .send_checked()
+        .await
+        .unwrap();
+    let anonymous = set_cookie(anonymous.headers()).unwrap().0;
+    let resp = gateway
+        .http
+        .get(&page)
+        .header("cookie", cookie_header(&anonymous))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::FOUND,
+        "an anonymous session is no user"
+    );
+
+    let alice = gateway.browser_login("alice").await;
+    let resp = gateway
+        .http
+        .get(&page)
+        .header("cookie", cookie_header(&alice))
+        .header("x-websessions-user", "root")
+        .header("x-websessions-superuser", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let seen: Value = resp.json().await.unwrap();
+    assert_eq!(seen["path"], "/reports/2026");
+    assert_eq!(seen["user"], "alice", "the forged header was replaced");
+    assert_eq!(seen["superuser"], "false");
+    assert_eq!(seen["session"], alice.split('.').next().unwrap());
+    assert_eq!(gateway.application.hits(), 1);
+    // A browser write through nginx keeps its Host, so R12 lets a same-origin one through.
+    let resp = gateway
+        .http
+        .put(gateway.nginx.url("/v1/session/data"))
+        .header("cookie", cookie_header(&alice))
+        .header("origin", &gateway.nginx.base)
+        .header("sec-fetch-site", "same-origin")
+        .json(&json!({"k": "v"}))
+        .send_checked()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let cross = gateway
+        .http
+        .put(gateway.nginx.url("/v1/session/data"))
+        .header("cookie", cookie_header(&alice))
+        .header("origin", "http://evil.example")
+        .json(&json!({"k": "v"}))
+        .send_checked()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), StatusCode::FORBIDDEN);
+}
+
+async fn a_session_ended_through_one_process_is_refused_at_once_by_both(backend: Backend) {
+    use reqwest::Method;
+    let gateway = Gateway::start(backend, &[]).await;
+    let root = {
+        let resp = gateway
+            .http
+            .post(gateway.servers[0].url("/v1/session/login"))
+            .json(&json!({"username": "root", "password": PASSWORD, "client": "api"}))
+            .send_checked()
+            .await
+            .unwrap();
+        resp.json::<Value>().await.unwrap()["credential"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // Each ending is sent to one process; the credential was issued by nginx's choice.
+    type Ending = (Method, &'static str, Option<Value>);
+    let endings: [(&str, Ending); 4] = [
+        ("logout", (Method::POST, "/v1/session/logout", None)),
+        (
+            "revocation",
+            (Method::DELETE, "/v1/admin/sessions/{id}", None),
+        ),
+        (
+            "password change",
+            (
+                Method::PUT,
+                "/v1/session/password",
+                Some(json!({"current_password": PASSWORD, "new_password": PASSWORD})),
+            ),
+        ),
+        (
+            "disabling",
+            (Method::POST, "/v1/admin/users/alice/disable", None),
+        ),
+    ];
+    for (round, (what, (method, path, body))) in endings.into_iter().enumerate() {
+        for ender in 0..2 {
+            let alice = gateway.browser_login("alice").await;
+            assert_eq!(gateway.valid_on_both(&alice).await, [true, true]);
+            let id = alice.split('.').next().unwrap();
+            let path = path.replace("{id}", id);
+            let mut request = gateway
+                .http
+                .request(method.clone(), gateway.servers[ender].url(&path));
+            request = match what {
+                "logout" | "password change" => request.header("cookie", cookie_header(&alice)),
+                _ => request.bearer_auth(&root),
+            };
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            let resp = request.send_checked().await.unwrap();
+            assert!(resp.status().is_success(), "{what}: {}", resp.status());
+            assert_eq!(
+                gateway.valid_on_both(&alice).await,
+                [false, false],
+                "round {round}: after {what} through process {ender}"
+            );
+            if what == "disabling" {
+                let enable = gateway.servers[1 - ender].url("/v1/admin/users/alice/enable");
+                let resp = gateway
+                    .http
+                    .post(enable)
+                    .bearer_auth(&root)
+                    .send_checked()
+                    .await;
+                assert_eq!(resp.unwrap().status(), StatusCode::NO_CONTENT);
+            }
+        }
+    }
+}
+
+async fn concurrent_browser_logins_over_both_processes_leave_one_valid_session(backend: Backend) {
+    let settings = [("WEBSESSIONS_LOCKOUT_THRESHOLD", "100")];
+    let gateway = Arc::new(Gateway::start(backend, &settings).await);
+    let barrier = Arc::new(tokio::sync::Barrier::new(20));
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (gateway, barrier) = (gateway.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                gateway.browser_login("alice").await
+            })
+        })
+        .collect();
+    let mut issued = Vec::new();
+    for task in tasks {
+        issued.push(task.await.unwrap());
+    }
+    let mut valid = 0;
+    for credential in &issued {
+        let both = gateway.valid_on_both(credential).await;
+        assert_eq!(both[0], both[1], "the processes disagree");
+        valid += usize::from(both[0]);
+    }
+    assert_eq!(valid, 1, "exactly one browser session may survive (R5e)");
+}
+
+async fn a_burst_of_wrong_guesses_over_both_processes_gets_threshold_verifications(
+    backend: Backend,
+) {
+    let gateway = Arc::new(Gateway::start(backend, &[]).await);
+    let before = gateway.sum(BAD_CREDENTIALS).await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(40));
+    let tasks: Vec<_> = (0..40)
+        .map(|n| {
+            let (gateway, barrier) = (gateway.clone(), barrier.clone());
+            tokio::spawn(async move {
+                // Half straight to each process, half through nginx's round robin.
+                let url = match n % 4 {
+                    0 => gateway.servers[0].url("/v1/session/login"),
+                    1 => gateway.servers[1].url("/v1/session/login"),
+                    _ => gateway.nginx.url("/v1/session/login"),
+                };
+                barrier.wait().await;
+                gateway
+                    .http
+                    .post(url)
+                    .json(&json!({"username": "alice", "password": "a wrong guess"}))
+                    .send_checked()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let locked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::LOCKED)
+        .count();
+    assert_eq!((refused, locked), (10, 30), "{statuses:?}");
+    assert_eq!(gateway.sum(BAD_CREDENTIALS).await - before, 10.0);
+}
+
+async fn housekeeping_in_both_processes_deletes_each_row_once(backend: Backend) {
+    use sea_orm::{ConnectionTrait, Statement};
+    const ROWS: i64 = 100_000;
+    let gateway = Gateway::start(backend, &[("WEBSESSIONS_HOUSEKEEPING_INTERVAL", "1s")]).await;
+    let db = &gateway.db.as_ref().unwrap().conn;
+    let backend = db.get_database_backend();
+    let old = time::OffsetDateTime::now_utc().unix_timestamp() - 7200;
+    // 100,000 sessions idle for two hours, in batches of 10,000 rows per statement.
+    for start in (0..ROWS).step_by(10_000) {
+        let rows: Vec<String> = (start..start + 10_000)
+            .map(|n| {
+                let hash = match backend {
+                    sea_orm::DbBackend::Postgres => format!("decode('{n:064x}', 'hex')"),
+                    _ => format!("X'{n:064x}'"),
+                };
+                format!("({hash}, '127.0.0.1', 'browser', {old}, {old}, '{{}}')")
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO sessions (token_hash, ip_address, kind, created_at, last_activity_at, data) VALUES {}",
+            rows.join(", ")
+        );
+        db.execute_raw(Statement::from_string(backend, sql))
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let purged = gateway.sum("websessions_purged_rows_total").await;
+        if purged >= ROWS as f64 {
+            assert_eq!(purged, ROWS as f64, "each row deleted once, by one process");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "housekeeping stalled at {purged}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let left = db
+        .query_one_raw(Statement::from_string(
+            backend,
+            "SELECT COUNT(*) AS n FROM sessions",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(left, 0);
+    let logs = gateway.logs();
+    for bad in ["\"level\":\"ERROR\"", "\"level\":\"WARN\"", "deadlock"] {
+        assert!(!logs.contains(bad), "{bad} in the logs:\n{logs}");
+    }
+    // Both processes took part.
+    for server in &gateway.servers {
+        let text = gateway
+            .http
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .unwrap();
+        let purged = sample(
+            &samples(&text.text().await.unwrap()),
+            "websessions_purged_rows_total",
+        );
+        assert!(purged > 0.0, "a process purged nothing");
+    }
+}
+
+async fn a_rolling_restart_under_load_through_nginx_fails_no_request(backend: Backend) {
+    let mut gateway = Gateway::start(backend, &[]).await;
+    let alice = gateway.browser_login("alice").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let (http, stop) = (gateway.http.clone(), stop.clone());
+            let (url, cookie) = (gateway.nginx.url("/v1/session"), cookie_header(&alice));
+            tokio::spawn(async move {
+                let mut answers: Vec<Result<StatusCode, String>> = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    let answer = http.get(&url).header("cookie", &cookie).send().await;
+                    answers.push(answer.map(|r| r.status()).map_err(|e| e.to_string()));
+                }
+                answers
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    gateway.restart(0).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    gateway.restart(1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut total = 0;
+    for task in load {
+        for answer in task.await.unwrap() {
+            total += 1;
+            assert_eq!(
+                answer,
+                Ok(StatusCode::OK),
+                "a request failed during the restart"
+            );
+        }
+    }
+    assert!(
+        total > 100,
+        "only {total} requests: the load proved nothing"
+    );
+    assert!(
+        gateway.valid_on_both(&alice).await == [true, true],
+        "the session survived the restarts"
+    );
+}
+
+/// SPEC section 7: processes started together on a fresh database migrate once.
+#[tokio::test]
+#[cfg_attr(
+    not(has_postgres),
+    ignore = "set WEBSESSIONS_TEST_POSTGRES_URL to run on PostgreSQL"
+)]
+async fn two_processes_started_together_on_postgres_migrate_once() {
+    migrate_together(Backend::Postgres).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(has_mysql),
+    ignore = "set WEBSESSIONS_TEST_MYSQL_URL to run on MySQL/MariaDB"
+)]
+async fn two_processes_started_together_on_mysql_migrate_once() {
+    migrate_together(Backend::Mysql).await;
+}
+
+async fn migrate_together(backend: Backend) {
+    use sea_orm::{ConnectionTrait, Statement};
+    for _ in 0..3 {
+        let db = TestDb::unmigrated(backend).await;
+        let children: Vec<_> = (0..2)
+            .map(|_| {
+                Command::new(env!("CARGO_BIN_EXE_websessions"))
+                    .arg("migrate")
+                    .env("WEBSESSIONS_DATABASE_URL", &db.url)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let applied = db
+            .conn
+            .query_one_raw(Statement::from_string(
+                db.conn.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM seaql_migrations",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap();
+        assert_eq!(applied, 2, "each migration applied once");
+        db.drop().await;
+    }
+}
