@@ -14,6 +14,7 @@ missing). Builds the release binary, then for each run measures:
   c-pg       (a) while 4 clients log in continuously (argon2id at full cost)
   d-1m       (a) with 1 million sessions in the table
   e-purge    (a) while `websessions purge` deletes 1 million expired rows
+  f-nginx    (a) through nginx (tests/gateway/nginx.conf) to two processes on one database
 
 For PostgreSQL scenarios it counts statements (committed transactions) and round trips (data
 segments the server sent to PostgreSQL, from `ss`) per request,
@@ -64,6 +65,11 @@ def ensure_tools():
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         run(["apt-get", "update", "-q"], env=env)
         run(["apt-get", "install", "-y", "-q", "wrk"], env=env)
+    if not shutil.which("nginx") and not os.path.exists("/usr/sbin/nginx"):
+        print("installing nginx from Debian ...", file=sys.stderr)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        run(["apt-get", "update", "-q"], env=env)
+        run(["apt-get", "install", "-y", "-q", "nginx-light"], env=env)
     for tool in ("pgbench", "psql"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: install postgresql-client")
@@ -223,6 +229,59 @@ def wrk(port, credentials_file, path="/v1/session", duration=DURATION_S):
     }
 
 
+class Nginx:
+    """tests/gateway/nginx.conf in front of `servers` (the application upstream unused)."""
+
+    def __init__(self, servers):
+        self.dir = tempfile.mkdtemp(prefix="wsnginx")
+        self.port = free_port()
+        with open(os.path.join(ROOT, "tests", "gateway", "nginx.conf")) as f:
+            config = f.read()
+        upstreams = "\n        ".join(f"server 127.0.0.1:{s.port};" for s in servers)
+        config = (config.replace("${DIR}", self.dir).replace("${WEBSESSIONS_SERVERS}", upstreams)
+                  .replace("${APPLICATION}", f"127.0.0.1:{free_port()}")
+                  .replace("${LISTEN}", f"127.0.0.1:{self.port}"))
+        path = os.path.join(self.dir, "nginx.conf")
+        with open(path, "w") as f:
+            f.write(config)
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.proc = subprocess.Popen([nginx, "-p", self.dir, "-c", path],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def through_nginx(servers, nginx, credentials_file):
+    """Like `measure`, through nginx: the CPU is the websessions processes' and nginx's."""
+    wrk(nginx.port, credentials_file, duration=WARMUP_S)
+    parts = [*servers, nginx]
+    cpu0, t0 = [p.cpu_seconds() for p in parts], time.time()
+    result = wrk(nginx.port, credentials_file)
+    spent = [p.cpu_seconds() - c for p, c in zip(parts, cpu0)]
+    elapsed = time.time() - t0
+    result["cpu"] = sum(spent) / elapsed
+    result["nginx_cpu"] = spent[-1] / elapsed
+    result["rss_mib"] = max(s.peak_rss_mib() for s in servers)
+    return result
+
+
 def measure(server, credentials_file, db=None, path="/v1/session", during=None):
     """Warm up, then one measured wrk run with the server's CPU and peak RSS."""
     wrk(server.port, credentials_file, path, duration=WARMUP_S)
@@ -283,6 +342,13 @@ def one_run(credentials_file):
     results["b-pg"] = measure(server, credentials_file, db)
     server.stop()
 
+    servers = [Server(db), Server(db)]
+    nginx = Nginx(servers)
+    results["f-nginx"] = through_nginx(servers, nginx, credentials_file)
+    nginx.stop()
+    for s in servers:
+        s.stop()
+
     server = Server(db)
     server.command("user", "create", "bench", stdin="bench password 123\n")
     logins = subprocess.Popen(
@@ -340,6 +406,7 @@ ROWS = [
     ("c-pg", "(c) (a) + 4 clients logging in", ("a-pg", "p99_ms", "<=", 2.0)),
     ("d-1m", "(d) (a) with 1M sessions", ("a-pg", "rps", ">=", 0.90)),
     ("e-purge", "(e) (a) while purging 1M rows", ("a-pg", "p99_ms", "<", 3.0)),
+    ("f-nginx", "(f) (a) through nginx to 2 processes", None),
 ]
 
 
@@ -370,6 +437,9 @@ def table(runs):
         f"- logins/s during (c): {median(runs, 'c-pg', 'logins_per_s'):.1f}",
         f"- purge during (e): {median(runs, 'e-purge', 'purged'):.0f} rows in {median(runs, 'e-purge', 'purge_s'):.1f} s",
         f"- SQLite HTTP floor: {median(runs, 'floor-sqlite', 'rps'):.0f} requests/s",
+        f"- (f): {median(runs, 'f-nginx', 'rps') / median(runs, 'a-pg', 'rps'):.2f} x (a)'s requests/s, "
+        f"p99 {median(runs, 'f-nginx', 'p99_ms') / median(runs, 'a-pg', 'p99_ms'):.2f} x (a)'s; "
+        f"its CPU is both processes' and nginx's ({median(runs, 'f-nginx', 'nginx_cpu'):.2f} cores of it nginx's)",
         f"- medians of {len(runs)} run(s); wrk -t2 -c32, {WARMUP_S} s warm-up, {DURATION_S} s measured, "
         f"{CREDENTIAL_COUNT} credentials; peak RSS is the server's VmHWM; statements/request is "
         "PostgreSQL's committed-transaction count per request (every statement autocommits); "

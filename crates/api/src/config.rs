@@ -196,6 +196,23 @@ impl fmt::Debug for ConfigArgs {
     }
 }
 
+/// `text` with `url`, and the password in it, replaced by their redacted forms.
+pub fn redacted_in(text: &str, url: &str) -> String {
+    let text = text.replace(url, &redacted(url));
+    match password(url) {
+        Some(secret) if !secret.is_empty() => text.replace(secret, "[redacted]"),
+        _ => text,
+    }
+}
+
+/// The password part of `scheme://user:password@host/...`.
+fn password(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    let credentials = authority.rsplit_once('@')?.0;
+    credentials.split_once(':').map(|(_, password)| password)
+}
+
 /// A database URL with its password replaced, for anything that prints it.
 pub fn redacted(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -430,7 +447,7 @@ impl ConfigArgs {
     /// Validates every setting, in SPEC section 5's bounds; the first bad one is reported.
     pub fn validate(&self) -> Result<Config, ConfigError> {
         Ok(Config {
-            database_url: self.database_url.clone(),
+            database_url: self.database_url()?,
             database_max_connections: whole(
                 "WEBSESSIONS_DATABASE_MAX_CONNECTIONS",
                 &self.database_max_connections,
@@ -454,6 +471,20 @@ impl ConfigArgs {
                 1..=100_000,
             )?,
         })
+    }
+
+    /// A URL of a database websessions can open; the line naming a bad one never shows it (it
+    /// may hold a password).
+    fn database_url(&self) -> Result<String, ConfigError> {
+        let url = self.database_url.trim();
+        let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+        match scheme {
+            Some("sqlite" | "postgres" | "postgresql" | "mysql") => Ok(url.to_owned()),
+            _ => Err(bad(
+                "WEBSESSIONS_DATABASE_URL",
+                "expected sqlite://FILE?mode=rwc, postgres://... or mysql://...",
+            )),
+        }
     }
 
     fn listen(&self) -> Result<SocketAddr, ConfigError> {

@@ -12,7 +12,7 @@ use clap::Parser;
 use poem::Server;
 use poem::listener::TcpListener;
 use websessions_api::cli::{Cli, Command, UserCommand};
-use websessions_api::config::Config;
+use websessions_api::config::{Config, redacted_in};
 use websessions_api::http::{self, Context, EdgeSettings, Readiness};
 use websessions_api::metrics::Metrics;
 use websessions_api::telemetry;
@@ -100,10 +100,18 @@ async fn open(config: &Config) -> anyhow::Result<DatabaseConnection> {
         max_connections: config.database_max_connections,
         ..PoolOptions::default()
     };
+    // A driver's error may quote the whole URL: never with its password.
+    let hide = |error: websessions_infrastructure::DbErr| {
+        anyhow::anyhow!(redacted_in(&error.to_string(), &config.database_url))
+    };
     let db = connect(&config.database_url, &pool)
         .await
+        .map_err(hide)
         .context("cannot open the database (WEBSESSIONS_DATABASE_URL)")?;
-    migrate(&db).await.context("cannot migrate the database")?;
+    migrate(&db)
+        .await
+        .map_err(hide)
+        .context("cannot migrate the database")?;
     Ok(db)
 }
 

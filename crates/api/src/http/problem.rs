@@ -210,7 +210,7 @@ const BAD_CREDENTIALS: &str = "invalid username or password";
 fn locked(retry_after: u64) -> Refusal {
     Refusal::new(
         StatusCode::LOCKED,
-        "the account is locked after repeated failed logins; see Retry-After",
+        "the username is locked after repeated login attempts; see Retry-After",
     )
     .retry_after(retry_after)
 }
@@ -441,7 +441,7 @@ fn describe(status: StatusCode) -> (&'static str, Vec<MetaHeader>) {
             vec![],
         ),
         StatusCode::LOCKED => (
-            "The account is locked after repeated failed logins.",
+            "The username is locked after repeated login attempts (R9: attempts are counted before their password is checked).",
             vec![retry_after("Whole seconds until the lock ends.")],
         ),
         StatusCode::TOO_MANY_REQUESTS => (
