@@ -34,3 +34,7 @@ openapi:
 # Load benchmark of the hot path with its baselines (needs local PostgreSQL; installs wrk).
 bench:
     python3 tests/bench/bench.py
+
+# A database restart under wrk, on database servers of the script's own (root; PostgreSQL, MariaDB).
+bench-restart:
+    python3 tests/bench/restart.py

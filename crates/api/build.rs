@@ -10,6 +10,10 @@ fn main() {
         ("has_contract_tools", "WEBSESSIONS_TEST_PYTHON"),
         // An nginx binary, for the gateway tests.
         ("has_nginx", "WEBSESSIONS_TEST_NGINX"),
+        // Database servers the restart tests run of their own: PostgreSQL's `bin` directory
+        // (`initdb`, `pg_ctl`), and a `mariadbd` binary.
+        ("has_pg_bin", "WEBSESSIONS_TEST_PG_BIN"),
+        ("has_mariadbd", "WEBSESSIONS_TEST_MARIADBD"),
     ] {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
         println!("cargo::rerun-if-env-changed={var}");

@@ -7,6 +7,7 @@
 
 mod contract;
 mod gateway;
+mod restart;
 mod server;
 mod tools;
 
@@ -666,15 +667,16 @@ async fn background_housekeeping_deletes_expired_sessions(backend: Backend) {
     }
 }
 
-/// PostgreSQL only: an embedded file cannot go away, and MariaDB has no per-database switch
-/// to refuse connections (stopping the shared server would disturb the other tests).
+/// With `WEBSESSIONS_DATABASE_WAIT=0` nothing waits: a database that refuses connections is a
+/// 503 at once (restarts under a wait: `restart.rs`). PostgreSQL only: an embedded file cannot
+/// go away, and MariaDB has no per-database switch to refuse connections.
 #[tokio::test]
 #[cfg_attr(
     not(has_postgres),
     ignore = "set WEBSESSIONS_TEST_POSTGRES_URL to run on PostgreSQL"
 )]
-async fn postgres_outage_answers_503_and_the_service_recovers_by_itself() {
-    let server = start(Backend::Postgres).await;
+async fn postgres_outage_with_no_wait_answers_503_at_once_and_the_service_recovers() {
+    let server = Server::start(Backend::Postgres, &[("WEBSESSIONS_DATABASE_WAIT", "0")]).await;
     let credential = new_session(&server).await;
     server
         .db()
@@ -689,28 +691,22 @@ async fn postgres_outage_answers_503_and_the_service_recovers_by_itself() {
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(resp.headers()["content-type"], "application/problem+json");
     }
-    let ready = server
-        .http
-        .get(server.url("/health/ready"))
-        .send_checked()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(readiness(&server).await, StatusCode::SERVICE_UNAVAILABLE);
     server
         .db()
         .as_admin("ALTER DATABASE {db} ALLOW_CONNECTIONS true")
         .await;
-    let ready = server
-        .http
-        .get(server.url("/health/ready"))
-        .send_checked()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), StatusCode::OK);
+    assert_eq!(readiness(&server).await, StatusCode::OK);
     assert!(
         is_valid_cookie(&server, &credential).await,
         "the session survived the outage"
     );
+}
+
+/// What `GET /health/ready` answers.
+async fn readiness(server: &Server) -> StatusCode {
+    let ready = server.http.get(server.url("/health/ready"));
+    ready.send_checked().await.unwrap().status()
 }
 
 /// Logs `name` in as an API client; the bearer credential.

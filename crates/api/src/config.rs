@@ -33,6 +33,15 @@ pub struct ConfigArgs {
         global = true
     )]
     pub database_max_connections: String,
+    /// How long a request waits for an unreachable database before answering 503 (0 to 60 s;
+    /// 0: at once).
+    #[arg(
+        long,
+        env = "WEBSESSIONS_DATABASE_WAIT",
+        default_value = "5s",
+        global = true
+    )]
+    pub database_wait: String,
     /// Address to listen on.
     #[arg(
         long,
@@ -286,6 +295,7 @@ pub struct Limits {
 pub struct Config {
     pub database_url: String,
     pub database_max_connections: u32,
+    pub database_wait: StdDuration,
     pub listen: SocketAddr,
     pub policy: SessionPolicy,
     pub lockout: LockoutPolicy,
@@ -304,6 +314,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("database_url", &redacted(&self.database_url))
             .field("database_max_connections", &self.database_max_connections)
+            .field("database_wait", &self.database_wait)
             .field("listen", &self.listen)
             .field("policy", &self.policy)
             .field("lockout", &self.lockout)
@@ -453,6 +464,7 @@ impl ConfigArgs {
                 &self.database_max_connections,
                 1..=1000,
             )?,
+            database_wait: self.database_wait()?,
             listen: self.listen()?,
             policy: self.session_policy()?,
             lockout: self.lockout()?,
@@ -530,6 +542,15 @@ impl ConfigArgs {
         )?;
         let increment = duration("WEBSESSIONS_LOCKOUT_INCREMENT", &self.lockout_increment)?;
         LockoutPolicy::new(threshold, increment).map_err(refused)
+    }
+
+    fn database_wait(&self) -> Result<StdDuration, ConfigError> {
+        const VARIABLE: &str = "WEBSESSIONS_DATABASE_WAIT";
+        let wait = duration(VARIABLE, &self.database_wait)?;
+        if wait.is_negative() || wait > Duration::minutes(1) {
+            return Err(bad(VARIABLE, "must be 0 to 60 s"));
+        }
+        Ok(wait.unsigned_abs())
     }
 
     fn housekeeping_interval(&self) -> Result<StdDuration, ConfigError> {
@@ -658,6 +679,9 @@ mod tests {
         assert_eq!(config.limits.session_start, per_minute(600));
         assert_eq!(config.limits.login, per_minute(120));
         assert_eq!(config.max_pending_hashes, 64);
+        assert_eq!(config.database_wait, StdDuration::from_secs(5));
+        let at_once = parse(&["--database-wait", "0"]).unwrap();
+        assert_eq!(at_once.database_wait, StdDuration::ZERO);
     }
 
     #[test]
@@ -768,6 +792,8 @@ mod tests {
                 &["--housekeeping-interval", "400days"],
                 "WEBSESSIONS_HOUSEKEEPING_INTERVAL",
             ),
+            (&["--database-wait", "61s"], "WEBSESSIONS_DATABASE_WAIT"),
+            (&["--database-wait", "soon"], "WEBSESSIONS_DATABASE_WAIT"),
         ] {
             let error = parse(flags).unwrap_err();
             assert_eq!(error.variable, variable, "{flags:?}");

@@ -19,8 +19,8 @@ use websessions_api::telemetry;
 use websessions_domain::ports::{Events, NoEvents};
 use websessions_domain::{Password, Ports, SessionAdmin, Sessions, Superuser, UserAdmin};
 use websessions_infrastructure::{
-    AddressLimits, Argon2Hasher, DatabaseConnection, OsTokens, PoolOptions, SeaAccounts,
-    SeaLockouts, SeaSessions, SeaUsers, SystemClock, connect, migrate,
+    AddressLimits, Argon2Hasher, OsTokens, PoolOptions, SeaAccounts, SeaLockouts, SeaSessions,
+    SeaUsers, Store, SystemClock, connect, migrate,
 };
 
 #[tokio::main]
@@ -48,7 +48,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Openapi => {
             // The document depends only on the API's types and the configuration: no
             // database is opened (a disconnected handle renders SQLite's statements).
-            let db = DatabaseConnection::default();
+            let db = Store::disconnected();
             let sessions = Arc::new(SeaSessions::new(db.clone())?);
             let ctx = context(&config, db, sessions)?;
             println!("{}", http::openapi(ctx));
@@ -95,10 +95,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 
 /// Opens the database and applies pending migrations (every command that touches data runs
 /// on the current schema).
-async fn open(config: &Config) -> anyhow::Result<DatabaseConnection> {
+async fn open(config: &Config) -> anyhow::Result<Store> {
     let pool = PoolOptions {
         max_connections: config.database_max_connections,
-        ..PoolOptions::default()
+        wait: config.database_wait,
     };
     // A driver's error may quote the whole URL: never with its password.
     let hide = |error: websessions_infrastructure::DbErr| {
@@ -117,7 +117,7 @@ async fn open(config: &Config) -> anyhow::Result<DatabaseConnection> {
 
 fn service(
     config: &Config,
-    db: DatabaseConnection,
+    db: Store,
     sessions: Arc<SeaSessions>,
     events: Arc<dyn Events>,
 ) -> anyhow::Result<Arc<Sessions>> {
@@ -143,13 +143,15 @@ fn service(
     )))
 }
 
-/// The server's context: the service reports to the same metrics `/metrics` shows.
-fn context(
-    config: &Config,
-    db: DatabaseConnection,
-    sessions: Arc<SeaSessions>,
-) -> anyhow::Result<Arc<Context>> {
+/// The server's context: the service and the database's waits report to the same metrics
+/// `/metrics` shows.
+fn context(config: &Config, db: Store, sessions: Arc<SeaSessions>) -> anyhow::Result<Arc<Context>> {
     let metrics = Arc::new(Metrics::new());
+    let waits = metrics.clone();
+    db.patience()
+        .observe_with(Arc::new(move |waited: Duration| {
+            waits.observe_database_wait(waited.as_secs_f64());
+        }));
     let rules = service(config, db.clone(), sessions, metrics.clone())?;
     Ok(Arc::new(Context {
         holder: rules.clone(),
@@ -168,15 +170,16 @@ fn context(
     }))
 }
 
-/// Ready while the database answers a ping within two seconds.
-struct DatabaseReadiness(DatabaseConnection);
+/// Ready while the database answers a ping within two seconds: readiness never waits for
+/// the database, so it says 503 for as long as the database is unreachable.
+struct DatabaseReadiness(Store);
 
 #[async_trait]
 impl Readiness for DatabaseReadiness {
     async fn ready(&self) -> bool {
         matches!(
             tokio::time::timeout(Duration::from_secs(2), self.0.ping()).await,
-            Ok(Ok(()))
+            Ok(true)
         )
     }
 }
@@ -204,7 +207,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     housekeeping.abort();
     // Closed politely, so the database logs no unexpected disconnects.
     sessions.close().await;
-    db.close().await.ok();
+    db.close().await;
     served.with_context(|| format!("cannot serve on {}", config.listen))?;
     tracing::info!("stopped");
     Ok(())

@@ -57,6 +57,7 @@ pub struct Metrics {
     purged: Counter,
     rate_limited: Family<ActionLabel, Counter>,
     shed: Counter,
+    database_wait: Histogram,
     latency: Latency,
 }
 
@@ -76,6 +77,8 @@ impl Metrics {
         let purged = Counter::default();
         let rate_limited = Family::<ActionLabel, Counter>::default();
         let shed = Counter::default();
+        // 25 ms (one backoff) .. ~51 s, past the longest wait (60 s) in the +Inf bucket.
+        let database_wait = Histogram::new(exponential_buckets(0.025, 2.0, 12));
         let latency: Latency = Family::new_with_constructor(latency_histogram);
         // Counter names get `_total` appended when encoded.
         registry.register(
@@ -114,6 +117,11 @@ impl Metrics {
             shed.clone(),
         );
         registry.register(
+            "websessions_database_wait_seconds",
+            "How long requests waited for an unreachable database (each wait, whatever its end)",
+            database_wait.clone(),
+        );
+        registry.register(
             "websessions_http_request_duration_seconds",
             "HTTP request latency by route template, method and status",
             latency.clone(),
@@ -127,8 +135,14 @@ impl Metrics {
             purged,
             rate_limited,
             shed,
+            database_wait,
             latency,
         }
+    }
+
+    /// Records how long one request waited for the database.
+    pub fn observe_database_wait(&self, seconds: f64) {
+        self.database_wait.observe(seconds);
     }
 
     /// Records one request's latency.
@@ -218,6 +232,7 @@ mod tests {
         metrics.rate_limited(LimitedAction::Login);
         metrics.shed();
         metrics.observe_request("/v1/session", "GET", 200, 0.001);
+        metrics.observe_database_wait(2.0);
         let text = metrics.render();
         for line in [
             "websessions_logins_total{result=\"success\"} 2",
@@ -228,6 +243,9 @@ mod tests {
             "websessions_purged_rows_total 7",
             "websessions_rate_limited_total{action=\"login\"} 1",
             "websessions_shed_total 1",
+            "websessions_database_wait_seconds_count 1",
+            "websessions_database_wait_seconds_bucket{le=\"3.2\"} 1",
+            "websessions_database_wait_seconds_bucket{le=\"1.6\"} 0",
             "websessions_http_request_duration_seconds_count{route=\"/v1/session\",method=\"GET\",status=\"200\"} 1",
         ] {
             assert!(

@@ -32,9 +32,14 @@ impl RetryAfter {
 /// A port failed.
 #[derive(Debug, Error)]
 pub enum InfraError {
-    /// The database could not be reached; retrying later may succeed.
+    /// The database could not be reached, even after waiting for it; retrying later may
+    /// succeed.
     #[error("database unavailable")]
     Unavailable(#[source] anyhow::Error),
+    /// The connection broke in the middle of a transaction, before anything of it was
+    /// committed: the whole transaction may run again.
+    #[error("database connection interrupted")]
+    Interrupted(#[source] anyhow::Error),
     /// Anything else that went wrong below the domain.
     #[error("unexpected infrastructure failure")]
     Unexpected(#[source] anyhow::Error),

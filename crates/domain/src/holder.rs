@@ -349,7 +349,7 @@ impl SessionHolder for Sessions {
         self.ports.lockouts.verified(&username, counted).await?;
         let kind = attempt.kind;
         match self
-            .bind_login(presented, proven.clone(), &user, kind, now)
+            .again(|| self.bind_login(presented, proven.clone(), &user, kind, now))
             .await?
         {
             Some(issued) => {
@@ -447,7 +447,7 @@ impl SessionHolder for Sessions {
             .hash(&ticket, new.password().clone())
             .await?;
         drop(ticket);
-        self.rotate_for_new_password(proven, &user, new_hash, now)
+        self.again(|| self.rotate_for_new_password(proven.clone(), &user, new_hash.clone(), now))
             .await?
             .ok_or(ChangePasswordError::NotLoggedIn)
     }

@@ -20,6 +20,10 @@ use crate::value::{ClientIp, Credential, SessionId, TokenHash, UserId};
 /// Maintenance deletes at most this many rows per statement (R8: no long table locks).
 pub const PURGE_BATCH: u64 = 1000;
 
+/// How often an account transaction the connection interrupted runs again, each time after
+/// the storage has waited for the database to be back.
+const RERUNS: usize = 3;
+
 /// What a request presents: its credential (if any parsed) and its client IP (R11).
 #[derive(Clone, Debug)]
 pub struct Presented {
@@ -189,9 +193,37 @@ impl Sessions {
         Ok((Credential::new(id, token), hash))
     }
 
+    /// Runs an account transaction again when the connection interrupted it before anything
+    /// was committed (a database restart), up to `RERUNS` times; every decision in it is made
+    /// again from the same inputs.
+    pub(crate) async fn again<T, F, Fut>(&self, mut unit: F) -> Result<T, InfraError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, InfraError>>,
+    {
+        let mut left = RERUNS;
+        loop {
+            match unit().await {
+                Err(InfraError::Interrupted(_)) if left > 0 => left -= 1,
+                Err(InfraError::Interrupted(error)) => return Err(InfraError::Unavailable(error)),
+                other => return other,
+            }
+        }
+    }
+
     /// Ends every valid session of `user` except `except`, after taking the user's row (one
     /// lock order with logins); how many ended, or `None` when the user no longer exists.
     pub(crate) async fn end_sessions_of(
+        &self,
+        user: UserId,
+        except: Option<SessionId>,
+        cause: EndCause,
+    ) -> Result<Option<u64>, InfraError> {
+        self.again(|| self.end_sessions_once(user, except, cause))
+            .await
+    }
+
+    async fn end_sessions_once(
         &self,
         user: UserId,
         except: Option<SessionId>,

@@ -75,10 +75,23 @@ impl Sessions {
         &self,
         user: &User,
         end_sessions: bool,
-        work: impl for<'a> FnOnce(
-            &'a mut Box<dyn AccountChange>,
-        ) -> BoxFuture<'a, Result<(), InfraError>>
-        + Send,
+        work: impl for<'a> Fn(&'a mut Box<dyn AccountChange>) -> BoxFuture<'a, Result<(), InfraError>>
+        + Send
+        + Sync,
+    ) -> Result<Option<u64>, InfraError> {
+        self.again(|| self.change_account_once(user, end_sessions, &work))
+            .await
+    }
+
+    async fn change_account_once(
+        &self,
+        user: &User,
+        end_sessions: bool,
+        work: &(
+             impl for<'a> Fn(&'a mut Box<dyn AccountChange>) -> BoxFuture<'a, Result<(), InfraError>>
+             + Send
+             + Sync
+         ),
     ) -> Result<Option<u64>, InfraError> {
         let mut change = self.ports.accounts.begin().await?;
         if !change.lock_user(user.id, Expect::Exists).await? {
@@ -182,6 +195,7 @@ impl UserAdmin for Sessions {
         drop(ticket);
         let (id, now) = (user.id, self.ports.clock.now());
         self.change_account(&user, true, |change| {
+            let hash = hash.clone();
             Box::pin(async move { change.set_password(id, hash, now).await })
         })
         .await?

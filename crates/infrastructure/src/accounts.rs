@@ -7,37 +7,41 @@
 
 use async_trait::async_trait;
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
-    TransactionTrait,
-};
+use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, TransactionTrait};
 use time::OffsetDateTime;
 use websessions_domain::ports::{
     AccountChange, AccountStore, Expect, NewSession, Target, UserSessions,
 };
 use websessions_domain::{InfraError, PasswordHash, SessionId, TokenHash, UserId};
 
+use crate::db::Store;
 use crate::entity::{sessions, users};
-use crate::error::infra;
-use crate::sessions::insert;
+use crate::error::{interrupted, lost, retry};
 use crate::sessions::table::{hash_bytes, matches, unix, user_sessions};
+use crate::sessions::{insert, inserted};
 
 /// Account transactions on SeaORM.
 #[derive(Clone, Debug)]
 pub struct SeaAccounts {
-    db: DatabaseConnection,
+    store: Store,
 }
 
 impl SeaAccounts {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    pub fn new(store: Store) -> Self {
+        Self { store }
     }
 }
 
 #[async_trait]
 impl AccountStore for SeaAccounts {
+    /// Waits for the database to begin; a statement the connection then fails interrupts the
+    /// transaction (`InfraError::Interrupted`: the domain runs it again), and a COMMIT whose
+    /// answer was lost is unavailability (never replayed).
     async fn begin(&self) -> Result<Box<dyn AccountChange>, InfraError> {
-        let txn = self.db.begin().await.map_err(infra)?;
+        let txn = self
+            .store
+            .run(|db| async move { db.begin().await.map_err(retry) })
+            .await?;
         Ok(Box::new(SeaAccountChange { txn }))
     }
 }
@@ -57,7 +61,7 @@ impl SeaAccountChange {
             .filter(users::Column::Id.eq(user.0))
             .exec(&self.txn)
             .await
-            .map_err(infra)?;
+            .map_err(interrupted)?;
         Ok(result.rows_affected == 1)
     }
 
@@ -65,7 +69,7 @@ impl SeaAccountChange {
         &self,
         update: sea_orm::UpdateMany<sessions::Entity>,
     ) -> Result<bool, InfraError> {
-        let result = update.exec(&self.txn).await.map_err(infra)?;
+        let result = update.exec(&self.txn).await.map_err(interrupted)?;
         Ok(result.rows_affected == 1)
     }
 }
@@ -130,7 +134,8 @@ impl AccountChange for SeaAccountChange {
     }
 
     async fn create_session(&mut self, session: NewSession) -> Result<SessionId, InfraError> {
-        insert(&self.txn, session).await
+        let id = insert(&self.txn, &session).await.map_err(interrupted)?;
+        inserted(id)
     }
 
     async fn end_sessions(&mut self, which: UserSessions) -> Result<u64, InfraError> {
@@ -138,7 +143,7 @@ impl AccountChange for SeaAccountChange {
             .filter(user_sessions(&which))
             .exec(&self.txn)
             .await
-            .map_err(infra)?;
+            .map_err(interrupted)?;
         Ok(result.rows_affected)
     }
 
@@ -167,15 +172,15 @@ impl AccountChange for SeaAccountChange {
             .filter(sessions::Column::UserId.eq(user.0))
             .exec(&self.txn)
             .await
-            .map_err(infra)?;
+            .map_err(interrupted)?;
         users::Entity::delete_by_id(user.0)
             .exec(&self.txn)
             .await
-            .map_err(infra)
+            .map_err(interrupted)
             .map(drop)
     }
 
     async fn commit(self: Box<Self>) -> Result<(), InfraError> {
-        self.txn.commit().await.map_err(infra)
+        self.txn.commit().await.map_err(lost)
     }
 }

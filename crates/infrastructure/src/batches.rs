@@ -8,13 +8,14 @@
 use std::time::{Duration, Instant};
 
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TryGetableMany, Value,
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TryGetableMany,
+    Value,
 };
 use websessions_domain::InfraError;
 use websessions_domain::ports::Sweep;
 
-use crate::error::infra;
+use crate::db::Store;
+use crate::error::retry;
 
 /// Which rows of `E` maintenance deletes, and how it finds them.
 pub(crate) struct Batches<E: EntityTrait> {
@@ -27,10 +28,12 @@ pub(crate) struct Batches<E: EntityTrait> {
 }
 
 impl<E: EntityTrait> Batches<E> {
-    /// Deletes what matches, as much as `sweep` says; how many rows went.
+    /// Deletes what matches, as much as `sweep` says; how many rows went. Every statement is
+    /// safe to repeat (a read, or a delete of what still matches), so each waits for the
+    /// database on its own.
     pub(crate) async fn delete<K>(
         &self,
-        db: &DatabaseConnection,
+        store: &Store,
         batch: u64,
         sweep: Sweep,
     ) -> Result<u64, InfraError>
@@ -51,22 +54,20 @@ impl<E: EntityTrait> Batches<E> {
             for column in &self.order {
                 pick = pick.order_by_asc(*column);
             }
-            let keys: Vec<K> = pick
-                .limit(batch)
-                .into_tuple()
-                .all(db)
-                .await
-                .map_err(infra)?;
+            let pick = &pick.limit(batch);
+            let keys: Vec<K> = store
+                .run(|db| async move { pick.clone().into_tuple().all(db).await.map_err(retry) })
+                .await?;
             let picked = keys.len() as u64;
             if picked == 0 {
                 return Ok(deleted);
             }
-            deleted += E::delete_many()
+            let delete = &E::delete_many()
                 .filter(self.key.is_in(keys))
-                .filter(self.condition.clone())
-                .exec(db)
-                .await
-                .map_err(infra)?
+                .filter(self.condition.clone());
+            deleted += store
+                .run(|db| async move { delete.clone().exec(db).await.map_err(retry) })
+                .await?
                 .rows_affected;
             if picked < batch || sweep == Sweep::OneBatch {
                 return Ok(deleted);

@@ -1,5 +1,7 @@
-//! Connecting to the database and applying the migrations.
+//! Connecting to the database (a `Store`: the pool, and how requests wait for it) and applying
+//! the migrations.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
@@ -9,32 +11,92 @@ use sea_orm::{
 };
 use websessions_migrations::{Migrator, MigratorTrait};
 
+use websessions_domain::InfraError;
+
+use crate::patience::{Failure, Patience};
+
 /// Pool settings of the service.
 #[derive(Clone, Debug)]
 pub struct PoolOptions {
     pub max_connections: u32,
-    /// How long a request waits for a connection before it fails as unavailable.
-    pub acquire_timeout: Duration,
+    /// How long a request waits for an unreachable database before it answers 503
+    /// (`WEBSESSIONS_DATABASE_WAIT`; zero: one try).
+    pub wait: Duration,
 }
 
 impl Default for PoolOptions {
     fn default() -> Self {
         Self {
             max_connections: 10,
-            acquire_timeout: Duration::from_secs(5),
+            wait: Duration::from_secs(5),
         }
+    }
+}
+
+impl PoolOptions {
+    /// How long one try waits for a pooled connection (the pool's own connect retries
+    /// included); the tries together wait at most `wait`.
+    fn acquire_timeout(&self) -> Duration {
+        self.wait.max(Duration::from_secs(1))
+    }
+}
+
+/// The database: a pool of connections, and how requests wait for it (`Patience`).
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub(crate) conn: DatabaseConnection,
+    pub(crate) patience: Arc<Patience>,
+}
+
+impl Store {
+    /// A handle to no database, which only renders statements (`websessions openapi`).
+    pub fn disconnected() -> Self {
+        Self {
+            conn: DatabaseConnection::default(),
+            patience: Arc::new(Patience::new(Duration::ZERO, 1)),
+        }
+    }
+
+    /// The pool, for statements of one's own (tests, readiness).
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    /// How requests wait for the database; where the waits are reported.
+    pub fn patience(&self) -> &Patience {
+        &self.patience
+    }
+
+    /// Runs a unit of work on the pool, waiting for the database as `Patience` says.
+    pub(crate) async fn run<'s, T, F, Fut>(&'s self, mut unit: F) -> Result<T, InfraError>
+    where
+        F: FnMut(&'s DatabaseConnection) -> Fut,
+        Fut: Future<Output = Result<T, Failure>> + 's,
+    {
+        self.patience.run(|| unit(&self.conn)).await
+    }
+
+    /// Whether the database answers a ping now (no waiting).
+    pub async fn ping(&self) -> bool {
+        self.conn.ping().await.is_ok()
+    }
+
+    /// Closes the pool politely.
+    pub async fn close(self) {
+        self.conn.close().await.ok();
     }
 }
 
 /// Opens a pool on `url` (`sqlite:`, `postgres:` or `mysql:`). SQLite runs in WAL mode so
 /// readers never wait for the writer, and with foreign keys enforced (user deletion cascades).
-pub async fn connect(url: &str, pool: &PoolOptions) -> Result<DatabaseConnection, DbErr> {
+/// At most four times the pool's size of requests wait for an unreachable database.
+pub async fn connect(url: &str, pool: &PoolOptions) -> Result<Store, DbErr> {
     let mut options = ConnectOptions::new(url);
     options
         .max_connections(pool.max_connections)
         .min_connections(0)
-        .connect_timeout(pool.acquire_timeout)
-        .acquire_timeout(pool.acquire_timeout)
+        .connect_timeout(pool.acquire_timeout())
+        .acquire_timeout(pool.acquire_timeout())
         // sqlx logs every statement with its bound values at INFO: they include token hashes.
         .sqlx_logging(false)
         // On PostgreSQL and MySQL recognition has connections of its own (`recognition`), so
@@ -48,7 +110,12 @@ pub async fn connect(url: &str, pool: &PoolOptions) -> Result<DatabaseConnection
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10))
         });
-    Database::connect(options).await
+    let conn = Database::connect(options).await?;
+    let waiting = 4 * pool.max_connections as usize;
+    Ok(Store {
+        conn,
+        patience: Arc::new(Patience::new(pool.wait, waiting)),
+    })
 }
 
 /// The name of the lock migrations take (SPEC section 7).
@@ -65,7 +132,8 @@ const MIGRATION_WAIT_SECONDS: u32 = 600;
 /// to do. On PostgreSQL an advisory lock held by one transaction that also runs the migrations
 /// (transactional DDL); on MySQL/MariaDB `GET_LOCK` on the connection that runs them. SQLite
 /// is one process's file.
-pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+pub async fn migrate(store: &Store) -> Result<(), DbErr> {
+    let db = &store.conn;
     match db.get_database_backend() {
         DbBackend::Postgres => {
             let txn = db.begin().await?;

@@ -1,31 +1,80 @@
-//! Translation of `DbErr` into the domain's `InfraError`, at the edge.
+//! Translation of `DbErr` at the edge: into the domain's `InfraError`, and, for a try of a unit
+//! of work, into whether the unit may run again (`Failure`).
 
 use sea_orm::{DbErr, RuntimeErr, sqlx};
 use websessions_domain::InfraError;
 
-/// Connection-level failures are `Unavailable` (the API answers 503 and the pool recovers by
-/// itself); everything else is `Unexpected`.
-pub(crate) fn infra(error: DbErr) -> InfraError {
-    let unavailable = match &error {
+use crate::patience::Failure;
+
+/// Whether `error` is the connection's (gone, refused, the server starting or stopping) rather
+/// than the statement's.
+fn is_connection_level(error: &DbErr) -> bool {
+    match error {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
         DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
             is_connection_error(e)
         }
         _ => false,
-    };
-    if unavailable {
-        InfraError::Unavailable(error.into())
+    }
+}
+
+/// Whether the statement never reached the server (no connection could be had).
+fn never_sent(error: &DbErr) -> bool {
+    matches!(error, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
+}
+
+/// A failed statement that commits nothing on its own, or is safe to repeat (a read, a
+/// conditional write, a statement inside a transaction not yet committed): a connection-level
+/// failure lets the unit run again.
+pub(crate) fn retry(error: DbErr) -> Failure {
+    if is_connection_level(&error) {
+        Failure::Retry(error.into())
+    } else {
+        Failure::Final(InfraError::Unexpected(error.into()))
+    }
+}
+
+/// A failed statement that is not safe to repeat once sent (an insert): it runs again only if
+/// it never reached the server; otherwise whether it took effect is unknown.
+pub(crate) fn once(error: DbErr) -> Failure {
+    if never_sent(&error) {
+        Failure::Retry(error.into())
+    } else {
+        Failure::Final(lost(error))
+    }
+}
+
+/// A failed COMMIT (or a statement that committed itself): when the connection went, whether
+/// it committed is unknown, so it is never replayed.
+pub(crate) fn lost(error: DbErr) -> InfraError {
+    if is_connection_level(&error) {
+        InfraError::Unavailable(
+            anyhow::Error::from(error).context(
+                "the database went away while committing; whether it committed is unknown",
+            ),
+        )
     } else {
         InfraError::Unexpected(error.into())
     }
 }
 
-/// `infra` for a statement run on sqlx directly.
-pub(crate) fn infra_sqlx(error: sqlx::Error) -> InfraError {
-    if is_connection_error(&error) {
-        InfraError::Unavailable(error.into())
+/// A statement of a transaction the domain drives: a connection-level failure interrupts it
+/// before anything committed, and the domain may run the transaction again.
+pub(crate) fn interrupted(error: DbErr) -> InfraError {
+    if is_connection_level(&error) {
+        InfraError::Interrupted(error.into())
     } else {
         InfraError::Unexpected(error.into())
+    }
+}
+
+/// A statement run on sqlx directly (the hot path's): a connection-level failure lets it run
+/// again (every hot-path statement is safe to repeat).
+pub(crate) fn retry_sqlx(error: sqlx::Error) -> Failure {
+    if is_connection_error(&error) {
+        Failure::Retry(error.into())
+    } else {
+        Failure::Final(InfraError::Unexpected(error.into()))
     }
 }
 

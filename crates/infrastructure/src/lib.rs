@@ -13,6 +13,7 @@ mod entity;
 mod error;
 mod limits;
 mod lockouts;
+mod patience;
 mod sessions;
 mod system;
 #[cfg(feature = "testing")]
@@ -20,9 +21,10 @@ pub mod testing;
 mod users;
 
 pub use accounts::SeaAccounts;
-pub use db::{PoolOptions, connect, migrate};
+pub use db::{PoolOptions, Store, connect, migrate};
 pub use limits::{AddressLimits, MAX_ADDRESSES, Rate};
 pub use lockouts::SeaLockouts;
+pub use patience::{Patience, WaitObserver};
 pub use sea_orm::{DatabaseConnection, DbErr};
 pub use sessions::SeaSessions;
 pub use system::{Argon2Hasher, DEFAULT_MAX_PENDING_HASHES, OsTokens, SystemClock};

@@ -7,27 +7,29 @@
 use async_trait::async_trait;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    QueryFilter, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter,
+    QuerySelect, TransactionTrait,
 };
 use time::OffsetDateTime;
 use websessions_domain::ports::{LockoutPurge, LockoutRepository, Sweep};
 use websessions_domain::{Attempt, Counted, InfraError, LockoutPolicy, LockoutState, Username};
 
 use crate::batches::Batches;
+use crate::db::Store;
 use crate::entity::{account_lockouts, login_failures, users};
-use crate::error::{corrupt, infra};
+use crate::error::{corrupt, lost, retry};
+use crate::patience::Failure;
 use crate::sessions::table::{from_unix, unix};
 
 /// Failures and lockouts stored with SeaORM.
 #[derive(Clone, Debug)]
 pub struct SeaLockouts {
-    db: DatabaseConnection,
+    store: Store,
 }
 
 impl SeaLockouts {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    pub fn new(store: Store) -> Self {
+        Self { store }
     }
 }
 
@@ -41,7 +43,7 @@ async fn lock_in_force<C: sea_orm::ConnectionTrait>(
     db: &C,
     name: &str,
     now: i64,
-) -> Result<Option<i64>, InfraError> {
+) -> Result<Option<i64>, Failure> {
     account_lockouts::Entity::find_by_id(name)
         .select_only()
         .column(account_lockouts::Column::LockedUntil)
@@ -49,12 +51,12 @@ async fn lock_in_force<C: sea_orm::ConnectionTrait>(
         .into_tuple()
         .one(db)
         .await
-        .map_err(infra)
+        .map_err(retry)
 }
 
 /// Counts one attempt on `name` in `txn` with one upsert, which takes the name's row lock
 /// whether the row existed or not; the count including it.
-async fn count_attempt(txn: &DatabaseTransaction, name: &str, now: i64) -> Result<u32, InfraError> {
+async fn count_attempt(txn: &DatabaseTransaction, name: &str, now: i64) -> Result<u32, Failure> {
     let incremented =
         Expr::col((login_failures::Entity, login_failures::Column::FailureCount)).add(1);
     login_failures::Entity::insert(login_failures::ActiveModel {
@@ -70,14 +72,14 @@ async fn count_attempt(txn: &DatabaseTransaction, name: &str, now: i64) -> Resul
     )
     .exec_without_returning(txn)
     .await
-    .map_err(infra)?;
+    .map_err(retry)?;
     let stored: Option<i64> = login_failures::Entity::find_by_id(name)
         .select_only()
         .column(login_failures::Column::FailureCount)
         .into_tuple()
         .one(txn)
         .await
-        .map_err(infra)?;
+        .map_err(retry)?;
     Ok(count(stored.ok_or_else(|| corrupt("failure row"))?))
 }
 
@@ -88,14 +90,20 @@ impl LockoutRepository for SeaLockouts {
         username: &Username,
         now: OffsetDateTime,
     ) -> Result<LockoutState, InfraError> {
-        let failures: Option<i64> = login_failures::Entity::find_by_id(username.as_str())
-            .select_only()
-            .column(login_failures::Column::FailureCount)
-            .into_tuple()
-            .one(&self.db)
-            .await
-            .map_err(infra)?;
-        let locked_until = lock_in_force(&self.db, username.as_str(), unix(now)).await?;
+        let name = username.as_str();
+        let (failures, locked_until) = self
+            .store
+            .run(|db| async move {
+                let failures: Option<i64> = login_failures::Entity::find_by_id(name)
+                    .select_only()
+                    .column(login_failures::Column::FailureCount)
+                    .into_tuple()
+                    .one(db)
+                    .await
+                    .map_err(retry)?;
+                Ok((failures, lock_in_force(db, name, unix(now)).await?))
+            })
+            .await?;
         Ok(LockoutState {
             failure_count: failures.map_or(0, count),
             locked_until: locked_until.map(from_unix).transpose()?,
@@ -109,68 +117,59 @@ impl LockoutRepository for SeaLockouts {
         policy: LockoutPolicy,
     ) -> Result<Attempt, InfraError> {
         let name = username.as_str();
-        let txn = self.db.begin().await.map_err(infra)?;
-        let failure_count = count_attempt(&txn, name, unix(now)).await?;
-        // Under the name's row lock: a lock committed by an earlier attempt is visible now.
-        if let Some(until) = lock_in_force(&txn, name, unix(now)).await? {
-            // Dropping the transaction rolls the count back: a refused attempt counts nothing.
-            drop(txn);
-            return Ok(Attempt::Locked {
-                until: from_unix(until)?,
-            });
-        }
-        let started_lock = policy.lock_after(failure_count, now);
-        if let Some(until) = started_lock {
-            account_lockouts::Entity::insert(account_lockouts::ActiveModel {
-                username: Set(name.to_owned()),
-                locked_until: Set(unix(until)),
+        // One transaction, run again whole if the connection fails before its COMMIT.
+        let counted = self
+            .store
+            .run(|db| async move {
+                let txn = db.begin().await.map_err(retry)?;
+                let failure_count = count_attempt(&txn, name, unix(now)).await?;
+                // Under the name's row lock: a lock committed by an earlier attempt is visible.
+                if let Some(until) = lock_in_force(&txn, name, unix(now)).await? {
+                    // Dropping the transaction rolls the count back: a refused attempt counts
+                    // nothing.
+                    drop(txn);
+                    return Ok(Err(until));
+                }
+                let started_lock = policy.lock_after(failure_count, now);
+                if let Some(until) = started_lock {
+                    account_lockouts::Entity::insert(account_lockouts::ActiveModel {
+                        username: Set(name.to_owned()),
+                        locked_until: Set(unix(until)),
+                    })
+                    .on_conflict(
+                        OnConflict::column(account_lockouts::Column::Username)
+                            .update_column(account_lockouts::Column::LockedUntil)
+                            .to_owned(),
+                    )
+                    .exec_without_returning(&txn)
+                    .await
+                    .map_err(retry)?;
+                }
+                txn.commit().await.map_err(|e| Failure::from(lost(e)))?;
+                Ok(Ok(Counted {
+                    failure_count,
+                    started_lock,
+                }))
             })
-            .on_conflict(
-                OnConflict::column(account_lockouts::Column::Username)
-                    .update_column(account_lockouts::Column::LockedUntil)
-                    .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await
-            .map_err(infra)?;
+            .await?;
+        match counted {
+            Ok(counted) => Ok(Attempt::Counted(counted)),
+            Err(until) => Ok(Attempt::Locked {
+                until: from_unix(until)?,
+            }),
         }
-        txn.commit().await.map_err(infra)?;
-        Ok(Attempt::Counted(Counted {
-            failure_count,
-            started_lock,
-        }))
     }
 
     async fn verified(&self, username: &Username, counted: Counted) -> Result<(), InfraError> {
-        let name = username.as_str();
-        let txn = self.db.begin().await.map_err(infra)?;
-        // The failure row first: the same lock order as `attempt`.
-        login_failures::Entity::delete_by_id(name)
-            .exec(&txn)
-            .await
-            .map_err(infra)?;
-        if let Some(until) = counted.started_lock {
-            account_lockouts::Entity::delete_many()
-                .filter(account_lockouts::Column::Username.eq(name))
-                .filter(account_lockouts::Column::LockedUntil.eq(unix(until)))
-                .exec(&txn)
-                .await
-                .map_err(infra)?;
-        }
-        txn.commit().await.map_err(infra)
+        // Only the lock this attempt started: a later one stands.
+        let own = counted.started_lock.map(|until| {
+            Condition::all().add(account_lockouts::Column::LockedUntil.eq(unix(until)))
+        });
+        self.forget(username.as_str(), own).await
     }
 
     async fn clear(&self, username: &Username) -> Result<(), InfraError> {
-        let txn = self.db.begin().await.map_err(infra)?;
-        login_failures::Entity::delete_by_id(username.as_str())
-            .exec(&txn)
-            .await
-            .map_err(infra)?;
-        account_lockouts::Entity::delete_by_id(username.as_str())
-            .exec(&txn)
-            .await
-            .map_err(infra)?;
-        txn.commit().await.map_err(infra)
+        self.forget(username.as_str(), Some(Condition::all())).await
     }
 
     async fn purge(
@@ -185,17 +184,44 @@ impl LockoutRepository for SeaLockouts {
             order: vec![account_lockouts::Column::LockedUntil],
             condition: Condition::all().add(account_lockouts::Column::LockedUntil.lte(now)),
         };
-        let expired_locks = expired.delete::<String>(&self.db, batch, sweep).await?;
+        let expired_locks = expired.delete::<String>(&self.store, batch, sweep).await?;
         let orphans = Batches::<login_failures::Entity> {
             key: login_failures::Column::Username,
             order: vec![login_failures::Column::LastFailureAt],
             condition: orphan_failures(now),
         };
-        let orphan_failures = orphans.delete::<String>(&self.db, batch, sweep).await?;
+        let orphan_failures = orphans.delete::<String>(&self.store, batch, sweep).await?;
         Ok(LockoutPurge {
             expired_locks,
             orphan_failures,
         })
+    }
+}
+
+impl SeaLockouts {
+    /// Deletes `name`'s failures and, when `lock` says which, its lock, in one transaction.
+    async fn forget(&self, name: &str, lock: Option<Condition>) -> Result<(), InfraError> {
+        let lock = &lock;
+        self.store
+            .run(|db| async move {
+                let txn = db.begin().await.map_err(retry)?;
+                // The failure row first: the same lock order as `attempt`.
+                login_failures::Entity::delete_by_id(name)
+                    .exec(&txn)
+                    .await
+                    .map_err(retry)?;
+                if let Some(which) = lock {
+                    account_lockouts::Entity::delete_many()
+                        .filter(account_lockouts::Column::Username.eq(name))
+                        .filter(which.clone())
+                        .exec(&txn)
+                        .await
+                        .map_err(retry)?;
+                }
+                // Deletes are safe to repeat: even a lost COMMIT may run again.
+                txn.commit().await.map_err(retry)
+            })
+            .await
     }
 }
 

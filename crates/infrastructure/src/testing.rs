@@ -14,11 +14,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 
-use crate::{PoolOptions, connect, migrate};
+use crate::{PoolOptions, Store, connect, migrate};
 
 /// A migrated, empty database that exists for one test.
 #[derive(Debug)]
 pub struct TestDb {
+    /// The pool and its patience, for the adapters.
+    pub store: Store,
+    /// The pool, for statements of the test's own.
     pub conn: DatabaseConnection,
     /// The URL a server process can open it with.
     pub url: String,
@@ -94,12 +97,13 @@ impl TestDb {
         let Some(var) = backend.env() else {
             let dir = tempfile::tempdir().expect("temporary directory");
             let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
-            let conn = connect(&url, &pool()).await.expect("open SQLite");
+            let store = connect(&url, &pool()).await.expect("open SQLite");
             if migrated {
-                migrate(&conn).await.expect("migrate SQLite");
+                migrate(&store).await.expect("migrate SQLite");
             }
             return Self {
-                conn,
+                conn: store.connection().clone(),
+                store,
                 url,
                 cleanup: Cleanup::File(dir),
             };
@@ -123,14 +127,15 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("{var}: cannot create a test database: {e}"));
         admin.close().await.ok();
         let url = format!("{base}/{name}");
-        let conn = connect(&url, &pool())
+        let store = connect(&url, &pool())
             .await
             .unwrap_or_else(|e| panic!("{var}: cannot open the test database: {e}"));
         if migrated {
-            migrate(&conn).await.expect("migrate");
+            migrate(&store).await.expect("migrate");
         }
         Self {
-            conn,
+            conn: store.connection().clone(),
+            store,
             url,
             cleanup: Cleanup::Server { admin_url, name },
         }
@@ -154,7 +159,8 @@ impl TestDb {
 
     /// Drops the database (on failure the panic skips this; the names are unique).
     pub async fn drop(self) {
-        self.conn.close().await.ok();
+        drop(self.conn);
+        self.store.close().await;
         self.cleanup.run().await;
     }
 
@@ -164,7 +170,7 @@ impl TestDb {
     /// forcibly on PostgreSQL.
     pub fn drop_blocking(self) {
         let cleanup = self.cleanup;
-        drop(self.conn);
+        drop((self.conn, self.store));
         let _ = std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -3,25 +3,26 @@
 
 use async_trait::async_trait;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, SqlErr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    SqlErr,
 };
 use websessions_domain::ports::{Created, NewUser, UserRepository};
 use websessions_domain::{InfraError, PasswordHash, User, UserId, Username};
 
+use crate::db::Store;
 use crate::entity::users;
-use crate::error::{corrupt, infra};
+use crate::error::{corrupt, once, retry};
 use crate::sessions::table::{from_unix, unix};
 
 /// Users stored with SeaORM.
 #[derive(Clone, Debug)]
 pub struct SeaUsers {
-    db: DatabaseConnection,
+    store: Store,
 }
 
 impl SeaUsers {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    pub fn new(store: Store) -> Self {
+        Self { store }
     }
 }
 
@@ -56,29 +57,37 @@ impl UserRepository for SeaUsers {
             password_changed_at: Set(now),
             ..Default::default()
         };
-        match row.insert(&self.db).await {
-            Ok(row) => Ok(Created::User(user(row)?)),
-            Err(error) if is_duplicate(&error) => Ok(Created::Taken),
-            Err(error) => Err(infra(error)),
+        let row = &row;
+        let inserted = self
+            .store
+            .run(|db| async move {
+                match row.clone().insert(db).await {
+                    Ok(row) => Ok(Some(row)),
+                    Err(error) if is_duplicate(&error) => Ok(None),
+                    Err(error) => Err(once(error)),
+                }
+            })
+            .await?;
+        match inserted {
+            Some(row) => Ok(Created::User(user(row)?)),
+            None => Ok(Created::Taken),
         }
     }
 
     async fn find_by_username(&self, username: &Username) -> Result<Option<User>, InfraError> {
-        users::Entity::find()
-            .filter(users::Column::Username.eq(username.as_str()))
-            .one(&self.db)
-            .await
-            .map_err(infra)?
+        let find = &users::Entity::find().filter(users::Column::Username.eq(username.as_str()));
+        self.store
+            .run(|db| async move { find.clone().one(db).await.map_err(retry) })
+            .await?
             .map(user)
             .transpose()
     }
 
     async fn list(&self) -> Result<Vec<User>, InfraError> {
-        users::Entity::find()
-            .order_by_asc(users::Column::Username)
-            .all(&self.db)
-            .await
-            .map_err(infra)?
+        let find = &users::Entity::find().order_by_asc(users::Column::Username);
+        self.store
+            .run(|db| async move { find.clone().all(db).await.map_err(retry) })
+            .await?
             .into_iter()
             .map(user)
             .collect()

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::ConnectionTrait;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 use tokio::sync::Barrier;
@@ -24,6 +24,7 @@ use websessions_domain::{
     SessionKind, SessionPolicy, SessionQuery, Sessions, Superuser, Token, TokenHash, User,
     UserAdmin, UserId, Username,
 };
+use websessions_infrastructure::Store;
 use websessions_infrastructure::{
     AddressLimits, Argon2Hasher, OsTokens, SeaAccounts, SeaLockouts, SeaSessions, SeaUsers,
 };
@@ -83,11 +84,11 @@ contract!(
 
 async fn run<F, Fut>(backend: websessions_infrastructure::testing::Backend, test: F)
 where
-    F: FnOnce(DatabaseConnection) -> Fut,
+    F: FnOnce(Store) -> Fut,
     Fut: Future<Output = ()>,
 {
     let db = websessions_infrastructure::testing::TestDb::new(backend).await;
-    test(db.conn.clone()).await;
+    test(db.store.clone()).await;
     db.drop().await;
 }
 
@@ -113,7 +114,7 @@ fn username(name: &str) -> Username {
     Username::parse(name).unwrap()
 }
 
-fn sessions(db: &DatabaseConnection) -> SeaSessions {
+fn sessions(db: &Store) -> SeaSessions {
     SeaSessions::new(db.clone()).unwrap()
 }
 
@@ -144,7 +145,7 @@ async fn new_session(
     .unwrap()
 }
 
-async fn new_user(db: &DatabaseConnection, name: &str) -> User {
+async fn new_user(db: &Store, name: &str) -> User {
     let created = SeaUsers::new(db.clone())
         .create(NewUser {
             username: username(name),
@@ -162,7 +163,7 @@ async fn new_user(db: &DatabaseConnection, name: &str) -> User {
 
 /// A new session of `user` holding `n`'s token, created in an account transaction as a login
 /// creates it.
-async fn logged_in(db: &DatabaseConnection, user: UserId, n: u8, kind: SessionKind) -> SessionId {
+async fn logged_in(db: &Store, user: UserId, n: u8, kind: SessionKind) -> SessionId {
     let mut change = SeaAccounts::new(db.clone()).begin().await.unwrap();
     assert!(change.lock_user(user, Expect::Exists).await.unwrap());
     let id = change
@@ -188,7 +189,8 @@ async fn holds(repo: &SeaSessions, id: SessionId, n: u8) -> bool {
 }
 
 /// How many rows `table` has.
-async fn rows(db: &DatabaseConnection, table: &str) -> i64 {
+async fn rows(db: &Store, table: &str) -> i64 {
+    let db = db.connection();
     let row = db
         .query_one_raw(sea_orm::Statement::from_string(
             db.get_database_backend(),
@@ -202,7 +204,7 @@ async fn rows(db: &DatabaseConnection, table: &str) -> i64 {
 
 // ---- sessions ----
 
-async fn created_session_is_found_anonymous_with_its_fields(db: DatabaseConnection) {
+async fn created_session_is_found_anonymous_with_its_fields(db: Store) {
     let repo = sessions(&db);
     let id = new_session(&repo, 1, SessionKind::Browser, NOW).await;
     let found = repo.find(id).await.unwrap().unwrap();
@@ -218,7 +220,7 @@ async fn created_session_is_found_anonymous_with_its_fields(db: DatabaseConnecti
     assert!(other.get() > id.get());
 }
 
-async fn unknown_session_id_is_not_found(db: DatabaseConnection) {
+async fn unknown_session_id_is_not_found(db: Store) {
     let repo = sessions(&db);
     assert_eq!(
         repo.find(SessionId::new(999_999).unwrap()).await.unwrap(),
@@ -228,7 +230,7 @@ async fn unknown_session_id_is_not_found(db: DatabaseConnection) {
 
 /// R2 in two forms must agree: for sessions around every boundary, the database's conditional
 /// write matches exactly the sessions `Cutoffs::admits` admits.
-async fn r2_the_translation_admits_exactly_what_the_domain_admits(db: DatabaseConnection) {
+async fn r2_the_translation_admits_exactly_what_the_domain_admits(db: Store) {
     let alice = new_user(&db, "alice").await;
     let repo = sessions(&db);
     let policy = SessionPolicy::default();
@@ -290,7 +292,7 @@ async fn r2_the_translation_admits_exactly_what_the_domain_admits(db: DatabaseCo
     }
 }
 
-async fn touch_writes_only_while_the_target_matches(db: DatabaseConnection) {
+async fn touch_writes_only_while_the_target_matches(db: Store) {
     let repo = sessions(&db);
     let id = new_session(&repo, 1, SessionKind::Browser, NOW).await;
     let later = NOW + Duration::minutes(10);
@@ -319,9 +321,7 @@ async fn touch_writes_only_while_the_target_matches(db: DatabaseConnection) {
     );
 }
 
-async fn touch_and_find_checks_every_condition_and_returns_the_touched_session(
-    db: DatabaseConnection,
-) {
+async fn touch_and_find_checks_every_condition_and_returns_the_touched_session(db: Store) {
     let alice = new_user(&db, "alice").await;
     let repo = sessions(&db);
     let id = logged_in(&db, alice.id, 1, SessionKind::Browser).await;
@@ -383,7 +383,7 @@ async fn touch_and_find_checks_every_condition_and_returns_the_touched_session(
     assert_eq!(found.unwrap().unwrap().user, None);
 }
 
-async fn touch_racing_a_logout_never_revives_the_session(db: DatabaseConnection) {
+async fn touch_racing_a_logout_never_revives_the_session(db: Store) {
     let repo = Arc::new(sessions(&db));
     for round in 0..10u8 {
         let id = new_session(&repo, round, SessionKind::Browser, NOW).await;
@@ -413,7 +413,7 @@ async fn touch_racing_a_logout_never_revives_the_session(db: DatabaseConnection)
     }
 }
 
-async fn end_deletes_the_row_only_while_the_target_matches(db: DatabaseConnection) {
+async fn end_deletes_the_row_only_while_the_target_matches(db: Store) {
     let repo = sessions(&db);
     let id = new_session(&repo, 1, SessionKind::Browser, NOW).await;
     assert!(!repo.end(&target(id, 2, NOW)).await.unwrap());
@@ -428,7 +428,7 @@ async fn end_deletes_the_row_only_while_the_target_matches(db: DatabaseConnectio
     assert_eq!(repo.find(id).await.unwrap(), None);
 }
 
-async fn end_by_id_respects_the_owner_and_validity(db: DatabaseConnection) {
+async fn end_by_id_respects_the_owner_and_validity(db: Store) {
     let alice = new_user(&db, "alice").await;
     let bob = new_user(&db, "bob").await;
     let repo = sessions(&db);
@@ -467,7 +467,7 @@ async fn end_by_id_respects_the_owner_and_validity(db: DatabaseConnection) {
     assert_eq!(rows(&db, "sessions").await, 0);
 }
 
-async fn client_state_is_stored_and_read_only_with_the_right_token(db: DatabaseConnection) {
+async fn client_state_is_stored_and_read_only_with_the_right_token(db: Store) {
     let repo = sessions(&db);
     let id = new_session(&repo, 1, SessionKind::Browser, NOW).await;
     assert_eq!(
@@ -496,7 +496,7 @@ async fn client_state_is_stored_and_read_only_with_the_right_token(db: DatabaseC
 }
 
 /// SPEC section 7: full UTF-8, also on a MySQL database created with a latin1 default.
-async fn client_state_holds_any_unicode_text(db: DatabaseConnection) {
+async fn client_state_holds_any_unicode_text(db: Store) {
     let repo = sessions(&db);
     let id = new_session(&repo, 1, SessionKind::Browser, NOW).await;
     let mut object = serde_json::Map::new();
@@ -517,7 +517,7 @@ async fn client_state_holds_any_unicode_text(db: DatabaseConnection) {
     assert_eq!(repo.data(id, hash(1)).await.unwrap(), Some(data));
 }
 
-async fn list_shows_only_valid_sessions_filtered_and_paged_by_id(db: DatabaseConnection) {
+async fn list_shows_only_valid_sessions_filtered_and_paged_by_id(db: Store) {
     let alice = new_user(&db, "alice").await;
     let repo = sessions(&db);
     let mut alices = Vec::new();
@@ -577,7 +577,7 @@ async fn list_shows_only_valid_sessions_filtered_and_paged_by_id(db: DatabaseCon
     assert_eq!(repo.list(recent, cutoffs_at(NOW)).await.unwrap().len(), 5);
 }
 
-async fn count_active_since_counts_live_sessions(db: DatabaseConnection) {
+async fn count_active_since_counts_live_sessions(db: Store) {
     let repo = sessions(&db);
     new_session(&repo, 1, SessionKind::Browser, NOW).await;
     new_session(&repo, 2, SessionKind::Browser, NOW - Duration::minutes(20)).await;
@@ -588,7 +588,7 @@ async fn count_active_since_counts_live_sessions(db: DatabaseConnection) {
     assert_eq!(repo.count_active_since(since).await.unwrap(), 2);
 }
 
-async fn purge_deletes_every_expired_row_and_no_valid_one(db: DatabaseConnection) {
+async fn purge_deletes_every_expired_row_and_no_valid_one(db: Store) {
     let alice = new_user(&db, "alice").await;
     let repo = sessions(&db);
     let valid_at_limit =
@@ -635,7 +635,7 @@ async fn purge_deletes_every_expired_row_and_no_valid_one(db: DatabaseConnection
     }
 }
 
-async fn purge_works_in_batches_smaller_than_the_backlog(db: DatabaseConnection) {
+async fn purge_works_in_batches_smaller_than_the_backlog(db: Store) {
     let repo = sessions(&db);
     for n in 0..7 {
         new_session(&repo, n, SessionKind::Browser, NOW - Duration::hours(2)).await;
@@ -645,7 +645,7 @@ async fn purge_works_in_batches_smaller_than_the_backlog(db: DatabaseConnection)
     assert!(repo.find(keep).await.unwrap().is_some());
 }
 
-async fn one_batch_of_purge_deletes_at_most_one_batch_of_each_kind(db: DatabaseConnection) {
+async fn one_batch_of_purge_deletes_at_most_one_batch_of_each_kind(db: Store) {
     let repo = sessions(&db);
     for n in 0..5 {
         new_session(&repo, n, SessionKind::Browser, NOW - Duration::hours(2)).await;
@@ -670,7 +670,7 @@ async fn one_batch_of_purge_deletes_at_most_one_batch_of_each_kind(db: DatabaseC
 
 // ---- account transactions ----
 
-async fn account_change_binds_rotates_and_ends_in_one_transaction(db: DatabaseConnection) {
+async fn account_change_binds_rotates_and_ends_in_one_transaction(db: Store) {
     let alice = new_user(&db, "alice").await;
     let bob = new_user(&db, "bob").await;
     let repo = sessions(&db);
@@ -749,7 +749,7 @@ async fn account_change_binds_rotates_and_ends_in_one_transaction(db: DatabaseCo
     assert_eq!(repo.find(api).await.unwrap(), None);
 }
 
-async fn an_account_change_dropped_without_commit_writes_nothing(db: DatabaseConnection) {
+async fn an_account_change_dropped_without_commit_writes_nothing(db: Store) {
     let alice = new_user(&db, "alice").await;
     let repo = sessions(&db);
     let api = logged_in(&db, alice.id, 1, SessionKind::Api).await;
@@ -778,7 +778,7 @@ async fn an_account_change_dropped_without_commit_writes_nothing(db: DatabaseCon
     assert!(!stored.disabled);
 }
 
-async fn lock_user_sees_the_account_as_it_is_now(db: DatabaseConnection) {
+async fn lock_user_sees_the_account_as_it_is_now(db: Store) {
     let alice = new_user(&db, "alice").await;
     let accounts = SeaAccounts::new(db.clone());
     let stub = || Expect::Unchanged(PasswordHash::new("$argon2id$stub"));
@@ -806,7 +806,7 @@ async fn lock_user_sees_the_account_as_it_is_now(db: DatabaseConnection) {
     assert!(!check(Expect::Exists).await, "deleted");
 }
 
-async fn deleting_a_user_deletes_every_session_row_of_theirs(db: DatabaseConnection) {
+async fn deleting_a_user_deletes_every_session_row_of_theirs(db: Store) {
     let alice = new_user(&db, "alice").await;
     let bob = new_user(&db, "bob").await;
     let repo = sessions(&db);
@@ -827,7 +827,7 @@ async fn deleting_a_user_deletes_every_session_row_of_theirs(db: DatabaseConnect
 
 // ---- users ----
 
-async fn users_are_created_found_listed_and_unique(db: DatabaseConnection) {
+async fn users_are_created_found_listed_and_unique(db: Store) {
     let users = SeaUsers::new(db.clone());
     let bob = new_user(&db, "bob").await;
     let alice = new_user(&db, "alice").await;
@@ -862,7 +862,7 @@ async fn users_are_created_found_listed_and_unique(db: DatabaseConnection) {
 }
 
 /// SPEC section 7: `Admin` and `admin` are two accounts, on every backend.
-async fn r7_usernames_compare_byte_for_byte(db: DatabaseConnection) {
+async fn r7_usernames_compare_byte_for_byte(db: Store) {
     let users = SeaUsers::new(db.clone());
     let admin = new_user(&db, "admin").await;
     let capital = new_user(&db, "Admin").await;
@@ -925,10 +925,7 @@ impl PasswordHasher for CountingHasher {
 }
 
 /// The rules over the real adapters on `db`, with a counting hasher.
-fn service(
-    db: &DatabaseConnection,
-    lockout: LockoutPolicy,
-) -> (Arc<Sessions>, Arc<CountingHasher>) {
+fn service(db: &Store, lockout: LockoutPolicy) -> (Arc<Sessions>, Arc<CountingHasher>) {
     let hasher = Arc::new(CountingHasher {
         inner: Argon2Hasher::fast_for_tests()
             .unwrap()
@@ -973,9 +970,7 @@ async fn login(
     service.login(presented, pass, attempt).await
 }
 
-async fn r5e_concurrent_browser_logins_of_one_user_leave_exactly_one_valid_session(
-    db: DatabaseConnection,
-) {
+async fn r5e_concurrent_browser_logins_of_one_user_leave_exactly_one_valid_session(db: Store) {
     // Counting comes before verification (R9): 20 attempts at once would reach a threshold
     // of 10 and lock, right passwords or not.
     let (service, _) = service(&db, policy(100));
@@ -1026,7 +1021,7 @@ fn policy(threshold: u32) -> LockoutPolicy {
     LockoutPolicy::new(threshold, Duration::minutes(10)).unwrap()
 }
 
-async fn r9_attempts_count_and_lock_at_each_multiple_of_the_threshold(db: DatabaseConnection) {
+async fn r9_attempts_count_and_lock_at_each_multiple_of_the_threshold(db: Store) {
     let repo = SeaLockouts::new(db);
     let name = username("ghost");
     let mut at = NOW;
@@ -1064,7 +1059,7 @@ async fn r9_attempts_count_and_lock_at_each_multiple_of_the_threshold(db: Databa
 
 /// R9's one atomic step under a burst: exactly `threshold` attempts are counted, the one that
 /// reaches it starts the lock, and every other is refused without a count.
-async fn r9_a_burst_of_attempts_is_counted_up_to_the_lock_and_no_further(db: DatabaseConnection) {
+async fn r9_a_burst_of_attempts_is_counted_up_to_the_lock_and_no_further(db: Store) {
     let repo = Arc::new(SeaLockouts::new(db));
     let barrier = Arc::new(Barrier::new(40));
     let tasks: Vec<_> = (0..40)
@@ -1105,9 +1100,7 @@ async fn r9_a_burst_of_attempts_is_counted_up_to_the_lock_and_no_further(db: Dat
     assert_eq!(state.failure_count, 10);
 }
 
-async fn r9_a_verified_password_removes_only_the_lock_its_own_count_started(
-    db: DatabaseConnection,
-) {
+async fn r9_a_verified_password_removes_only_the_lock_its_own_count_started(db: Store) {
     let repo = SeaLockouts::new(db);
     let name = username("alice");
     let mut counted = Vec::new();
@@ -1141,7 +1134,7 @@ async fn r9_a_verified_password_removes_only_the_lock_its_own_count_started(
 /// The attack of issue 9: 40 concurrent wrong guesses, threshold 10. Exactly 10 passwords
 /// are verified (the 10th count starts the lock), 30 attempts are refused before their
 /// password is looked at, and afterwards even the right password is locked.
-async fn r9_a_burst_of_wrong_logins_gets_at_most_threshold_verifications(db: DatabaseConnection) {
+async fn r9_a_burst_of_wrong_logins_gets_at_most_threshold_verifications(db: Store) {
     let (service, hasher) = service(&db, policy(10));
     let root = Superuser::operator();
     service
@@ -1247,7 +1240,7 @@ where
 /// account, then deletes it. Whatever interleaving the database picks, every login answers
 /// 200 or 401, and once the operator has answered no session issued before or during the
 /// loop is valid (R5d, R7).
-async fn r5d_logins_racing_an_operator_leave_no_valid_session_and_no_error(db: DatabaseConnection) {
+async fn r5d_logins_racing_an_operator_leave_no_valid_session_and_no_error(db: Store) {
     let (service, _) = service(
         &db,
         LockoutPolicy::new(100_000, Duration::minutes(1)).unwrap(),
@@ -1293,7 +1286,7 @@ async fn r5d_logins_racing_an_operator_leave_no_valid_session_and_no_error(db: D
     assert_eq!(rows(&db, "sessions").await, 0);
 }
 
-async fn clearing_removes_failures_and_lock(db: DatabaseConnection) {
+async fn clearing_removes_failures_and_lock(db: Store) {
     let repo = SeaLockouts::new(db);
     let name = username("alice");
     for _ in 0..3 {
@@ -1308,9 +1301,7 @@ async fn clearing_removes_failures_and_lock(db: DatabaseConnection) {
     assert_eq!(first.failure_count, 1, "counting starts over");
 }
 
-async fn r8_purge_deletes_expired_locks_and_failures_of_names_without_an_account(
-    db: DatabaseConnection,
-) {
+async fn r8_purge_deletes_expired_locks_and_failures_of_names_without_an_account(db: Store) {
     new_user(&db, "alice").await;
     let repo = SeaLockouts::new(db.clone());
     // alice has an account; a and b have none; c has none but a lock in force.

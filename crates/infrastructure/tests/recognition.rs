@@ -87,7 +87,7 @@ on_servers!(
 
 async fn recognition_survives_the_server_ending_its_kept_connections(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let repo = SeaSessions::new(db.conn.clone()).unwrap();
+    let repo = SeaSessions::new(db.store.clone()).unwrap();
     let id = session(&repo, 1).await;
     let token_hash = Token::from_bytes(vec![1; 16]).hash();
     // Keep a few recognition connections open, then have the server end them all.
@@ -131,7 +131,7 @@ async fn a_recognition_cancelled_mid_statement_never_hands_its_answer_to_the_nex
     backend: Backend,
 ) {
     let db = TestDb::new(backend).await;
-    let repo = SeaSessions::new(db.conn.clone()).unwrap();
+    let repo = SeaSessions::new(db.store.clone()).unwrap();
     let first = session(&repo, 1).await;
     let second = session(&repo, 2).await;
     let cutoffs = SessionPolicy::default().cutoffs(NOW);

@@ -177,7 +177,7 @@ impl IntoResponse for Refusal {
 impl From<InfraError> for Refusal {
     fn from(error: InfraError) -> Self {
         match error {
-            InfraError::Unavailable(source) => {
+            InfraError::Unavailable(source) | InfraError::Interrupted(source) => {
                 tracing::warn!(error = format!("{source:#}"), "database unavailable");
                 Self::unavailable("the database is unavailable; try again later")
             }

@@ -250,6 +250,58 @@ async fn r7_an_operator_reset_ends_every_session_in_the_same_transaction() {
 }
 
 #[tokio::test]
+async fn r7_a_reset_the_connection_interrupted_runs_again_whole_and_commits_once() {
+    let mut h = Harness::new().with_user(alice());
+    h.hasher
+        .expect_hash()
+        .returning(|_, _| Ok(PasswordHash::new("$argon2id$reset")));
+    h.script.ended = 3;
+    h.script.interrupting("end_sessions", 1);
+    let (service, events) = h.build();
+    service
+        .reset_password(&root(), "alice", Password::new("a new password"))
+        .await
+        .unwrap();
+    assert_eq!(
+        events.take(),
+        [
+            "tx:lock_user:7:exists",
+            "tx:end_sessions:interrupted",
+            "tx:lock_user:7:exists",
+            "tx:end_sessions:user7:any:except:none",
+            "tx:set_password:7:$argon2id$reset",
+            "tx:commit",
+            "ended:revoked:3",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_transaction_interrupted_again_and_again_gives_up_as_unavailable_committing_nothing() {
+    let mut h = Harness::new().with_user(alice());
+    h.hasher
+        .expect_hash()
+        .returning(|_, _| Ok(PasswordHash::new("$argon2id$reset")));
+    h.script.interrupting("end_sessions", usize::MAX);
+    let (service, events) = h.build();
+    let result = service
+        .reset_password(&root(), "alice", Password::new("a new password"))
+        .await;
+    assert!(
+        matches!(
+            result,
+            Err(ResetPasswordError::Infra(InfraError::Unavailable(_)))
+        ),
+        "{result:?}"
+    );
+    let log = events.take();
+    assert!(!log.iter().any(|e| e == "tx:commit"), "{log:?}");
+    // The first run and three more.
+    let runs = log.iter().filter(|e| *e == "tx:lock_user:7:exists").count();
+    assert_eq!(runs, 4, "{log:?}");
+}
+
+#[tokio::test]
 async fn r7_a_user_deleted_during_a_reset_is_not_found_and_nothing_commits() {
     let mut h = Harness::new().with_user(alice());
     h.hasher

@@ -455,6 +455,36 @@ async fn r9_a_verified_password_removes_its_own_count_and_the_lock_it_started() 
 }
 
 #[tokio::test]
+async fn r5d_a_login_the_connection_interrupted_decides_again_and_issues_one_session() {
+    let mut h = alice_logs_in(None);
+    h.script.interrupting("record_login", 2);
+    let (service, events) = h.build();
+    let issued = login(
+        &service,
+        &nobody(),
+        attempt("alice", "right", SessionKind::Api),
+    )
+    .await
+    .unwrap();
+    assert_eq!(issued.session.id, sid(50));
+    assert_eq!(
+        events.take(),
+        [
+            "tx:lock_user:7:unchanged:$argon2id$alice",
+            "tx:record_login:interrupted",
+            "tx:lock_user:7:unchanged:$argon2id$alice",
+            "tx:record_login:interrupted",
+            "tx:lock_user:7:unchanged:$argon2id$alice",
+            "tx:record_login:7",
+            "tx:create:api:t99:user7:192.0.2.1",
+            "tx:commit",
+            "started:api",
+            "login:success",
+        ]
+    );
+}
+
+#[tokio::test]
 async fn r7_a_disabled_user_cannot_log_in_even_with_the_right_password() {
     let mut disabled = alice();
     disabled.disabled = true;

@@ -5,6 +5,7 @@
 mod accounts;
 mod holder;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -147,6 +148,9 @@ pub(crate) struct Script {
     pub(crate) new_id: i64,
     /// What `end_sessions` answers.
     pub(crate) ended: u64,
+    /// The statement (`"end_sessions"`, `"record_login"`) the connection interrupts, and how
+    /// many more times it does (a database restart during the transaction).
+    pub(crate) interrupt: Option<(&'static str, Arc<AtomicUsize>)>,
 }
 
 impl Default for Script {
@@ -156,7 +160,15 @@ impl Default for Script {
             target_matches: true,
             new_id: 50,
             ended: 0,
+            interrupt: None,
         }
+    }
+}
+
+impl Script {
+    /// Interrupts `statement` the next `times` times it runs.
+    pub(crate) fn interrupting(&mut self, statement: &'static str, times: usize) {
+        self.interrupt = Some((statement, Arc::new(AtomicUsize::new(times))));
     }
 }
 
@@ -164,6 +176,24 @@ impl Default for Script {
 struct Scripted {
     log: Arc<Log>,
     script: Script,
+}
+
+impl Scripted {
+    /// Fails with `Interrupted` when the script says the connection breaks at `statement`.
+    fn connection_at(&self, statement: &str) -> Result<(), InfraError> {
+        let Some((at, left)) = &self.script.interrupt else {
+            return Ok(());
+        };
+        let interrupted = *at == statement
+            && left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        if interrupted {
+            self.log.push(format!("tx:{statement}:interrupted"));
+            return Err(InfraError::Interrupted(anyhow::anyhow!("connection reset")));
+        }
+        Ok(())
+    }
 }
 
 fn hash_name(hash: &TokenHash) -> String {
@@ -184,6 +214,7 @@ impl AccountChange for Scripted {
     }
     async fn record_login(&mut self, user: UserId, now: OffsetDateTime) -> Result<(), InfraError> {
         assert_eq!(now, NOW);
+        self.connection_at("record_login")?;
         self.log.push(format!("tx:record_login:{}", user.0));
         Ok(())
     }
@@ -233,6 +264,7 @@ impl AccountChange for Scripted {
     }
     async fn end_sessions(&mut self, which: UserSessions) -> Result<u64, InfraError> {
         assert_eq!(which.cutoffs, SessionPolicy::default().cutoffs(NOW));
+        self.connection_at("end_sessions")?;
         let kind = which.kind.map_or("any", SessionKind::as_str);
         let except = which.except.map_or("none".into(), |id| id.to_string());
         self.log.push(format!(

@@ -33,8 +33,8 @@ use sea_orm::sqlx::{
     Row, Type,
 };
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseConnectionType, DbBackend,
-    EntityName, FromQueryResult, IdenStatic, QueryFilter, QueryTrait, Statement, Value,
+    ColumnTrait, ConnectionTrait, DatabaseConnectionType, DbBackend, EntityName, FromQueryResult,
+    IdenStatic, QueryFilter, QueryTrait, Statement, Value,
 };
 use time::OffsetDateTime;
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -42,8 +42,10 @@ use websessions_domain::ports::Target;
 use websessions_domain::{InfraError, SessionId};
 
 use super::table::{Bound, RECORD_COLUMNS, SessionRow, hash_bytes, matching, select_records, unix};
+use crate::db::Store;
 use crate::entity::{sessions, users};
-use crate::error::{infra, infra_sqlx, is_connection_error};
+use crate::error::{retry, retry_sqlx};
+use crate::patience::{Failure, Patience};
 
 /// A request value a prebuilt statement takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -299,25 +301,29 @@ pub(crate) trait HotPath: Send + Sync + fmt::Debug {
     async fn close(&self);
 }
 
-/// The hot path for `db`: connections of its own on PostgreSQL and MySQL/MariaDB (sized and
-/// timed like the pool), the shared pool on SQLite (and on a disconnected handle, which only
-/// renders the statements).
-pub(crate) fn for_database(db: &DatabaseConnection) -> Result<Arc<dyn HotPath>, InfraError> {
+/// The hot path for `store`: connections of its own on PostgreSQL and MySQL/MariaDB (sized
+/// and timed like the pool, waiting for the database as the store does), the shared pool on
+/// SQLite (and on a disconnected handle, which only renders the statements).
+pub(crate) fn for_database(store: &Store) -> Result<Arc<dyn HotPath>, InfraError> {
+    let db = &store.conn;
+    let patience = store.patience.clone();
     Ok(match &db.inner {
         DatabaseConnectionType::SqlxPostgresPoolConnection(_) => {
             Arc::new(Connections::<PgConnection>::like(
                 db.get_postgres_connection_pool(),
                 Statements::render(DbBackend::Postgres)?,
+                patience,
             ))
         }
         DatabaseConnectionType::SqlxMySqlPoolConnection(_) => {
             Arc::new(Connections::<MySqlConnection>::like(
                 db.get_mysql_connection_pool(),
                 Statements::render(DbBackend::MySql)?,
+                patience,
             ))
         }
         _ => Arc::new(SharedPool {
-            db: db.clone(),
+            store: store.clone(),
             backend: DbBackend::Sqlite,
             statements: Statements::render(DbBackend::Sqlite)?,
         }),
@@ -327,7 +333,7 @@ pub(crate) fn for_database(db: &DatabaseConnection) -> Result<Arc<dyn HotPath>, 
 /// The shared pool (SQLite).
 #[derive(Debug)]
 struct SharedPool {
-    db: DatabaseConnection,
+    store: Store,
     backend: DbBackend,
     statements: Statements,
 }
@@ -335,21 +341,25 @@ struct SharedPool {
 #[async_trait]
 impl HotPath for SharedPool {
     async fn find(&self, id: SessionId) -> Result<Option<SessionRow>, InfraError> {
-        let statement = Values::find(id).statement(self.backend, &self.statements.find);
-        SessionRow::find_by_statement(statement)
-            .one(&self.db)
+        let statement = &Values::find(id).statement(self.backend, &self.statements.find);
+        self.store
+            .run(|db| async move {
+                SessionRow::find_by_statement(statement.clone())
+                    .one(db)
+                    .await
+                    .map_err(retry)
+            })
             .await
-            .map_err(infra)
     }
 
     async fn touch(&self, target: &Target, now: OffsetDateTime) -> Result<bool, InfraError> {
         let values = Values::touch(target, now);
         let prepared = &self.statements.touch[values.variant()];
+        let statement = &values.statement(self.backend, prepared);
         let done = self
-            .db
-            .execute_raw(values.statement(self.backend, prepared))
-            .await
-            .map_err(infra)?;
+            .store
+            .run(|db| async move { db.execute_raw(statement.clone()).await.map_err(retry) })
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -377,6 +387,7 @@ struct Connections<C: Connection> {
     permits: Semaphore,
     acquire_timeout: Duration,
     statements: Statements,
+    patience: Arc<Patience>,
 }
 
 impl<C: Connection> fmt::Debug for Connections<C> {
@@ -389,7 +400,7 @@ impl<C: Connection> fmt::Debug for Connections<C> {
 
 impl<C: Connection> Connections<C> {
     /// As many connections as `pool` may hold, to the same database, with its acquire timeout.
-    fn like(pool: &sqlx::Pool<C::Database>, statements: Statements) -> Self
+    fn like(pool: &sqlx::Pool<C::Database>, statements: Statements, patience: Arc<Patience>) -> Self
     where
         C::Database: Database<Connection = C>,
     {
@@ -400,12 +411,13 @@ impl<C: Connection> Connections<C> {
             permits: Semaphore::new(options.get_max_connections().max(1) as usize),
             acquire_timeout: options.get_acquire_timeout(),
             statements,
+            patience,
         }
     }
 
-    /// Runs `work` on a connection. Every statement here is safe to repeat, so when a kept
-    /// connection turns out broken (the server restarted or ended it), the idle ones are
-    /// presumed broken too and dropped, and the work runs once more on a new connection.
+    /// Runs `work` on a connection, waiting for the database. Every statement here is safe to
+    /// repeat, so when a connection fails (the server restarted or ended it), the kept ones
+    /// are presumed broken too and dropped, and the work runs again on a new connection.
     async fn run<T>(
         &self,
         values: &Values,
@@ -415,24 +427,28 @@ impl<C: Connection> Connections<C> {
             &'c Values,
         ) -> BoxFuture<'c, Result<T, sqlx::Error>>,
     ) -> Result<T, InfraError> {
-        let mut retried = false;
-        loop {
-            let mut checkout = self.checkout().await?;
-            match work(&mut checkout.connection, &self.statements, values).await {
-                Ok(value) => {
-                    checkout.release();
-                    return Ok(value);
+        let work = &work;
+        self.patience
+            .run(|| async move {
+                let mut checkout = self.checkout().await?;
+                match work(&mut checkout.connection, &self.statements, values).await {
+                    Ok(value) => {
+                        checkout.release();
+                        Ok(value)
+                    }
+                    Err(error) => {
+                        let failure = retry_sqlx(error);
+                        if matches!(failure, Failure::Retry(_)) {
+                            drop(checkout);
+                            // Taken out first, so they are closed outside the lock.
+                            let stale = std::mem::take(&mut *self.idle());
+                            drop(stale);
+                        }
+                        Err(failure)
+                    }
                 }
-                Err(error) if checkout.reused && !retried && is_connection_error(&error) => {
-                    retried = true;
-                    drop(checkout);
-                    // Taken out first, so they are closed outside the lock.
-                    let stale = std::mem::take(&mut *self.idle());
-                    drop(stale);
-                }
-                Err(error) => return Err(infra_sqlx(error)),
-            }
-        }
+            })
+            .await
     }
 
     fn idle(&self) -> MutexGuard<'_, Vec<C>> {
@@ -440,31 +456,29 @@ impl<C: Connection> Connections<C> {
     }
 
     /// A connection: an idle one, else a new one, waiting at most the acquire timeout in all.
-    async fn checkout(&self) -> Result<Checkout<'_, C>, InfraError> {
+    async fn checkout(&self) -> Result<Checkout<'_, C>, Failure> {
         tokio::time::timeout(self.acquire_timeout, async {
             let permit = self.permits.acquire().await.map_err(|_| {
                 InfraError::Unavailable(anyhow::anyhow!("recognition connections closed"))
             })?;
             let idle = self.idle().pop();
-            let reused = idle.is_some();
             let connection = match idle {
                 Some(connection) => connection,
-                // Whatever the server answers (down, refusing this database, too many
-                // connections), a connection that cannot be opened is unavailability.
+                // Whatever the server answers (down, starting, refusing this database, too
+                // many connections), a connection that cannot be opened is worth waiting for.
                 None => C::connect_with(&self.options)
                     .await
-                    .map_err(|error| InfraError::Unavailable(error.into()))?,
+                    .map_err(|error| Failure::Retry(error.into()))?,
             };
             Ok(Checkout {
                 pool: self,
                 connection,
-                reused,
                 _permit: permit,
             })
         })
         .await
         .map_err(|_| {
-            InfraError::Unavailable(anyhow::anyhow!(
+            Failure::Retry(anyhow::anyhow!(
                 "no database connection within the acquire timeout"
             ))
         })?
@@ -476,8 +490,6 @@ impl<C: Connection> Connections<C> {
 struct Checkout<'a, C: Connection> {
     pool: &'a Connections<C>,
     connection: C,
-    /// Whether the connection was kept from an earlier use (rather than opened for this one).
-    reused: bool,
     _permit: SemaphorePermit<'a>,
 }
 

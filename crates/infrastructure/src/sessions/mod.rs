@@ -12,8 +12,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use time::OffsetDateTime;
 use websessions_domain::ports::{NewSession, SessionRepository, Sweep, Target};
@@ -24,13 +24,14 @@ use websessions_domain::{
 use self::hot_path::HotPath;
 use self::table::{SessionRow, hash_bytes, matches, select_records, unix, valid_at};
 use crate::batches::Batches;
+use crate::db::Store;
 use crate::entity::sessions;
-use crate::error::{corrupt, infra};
+use crate::error::{corrupt, once, retry};
 
 /// Sessions stored with SeaORM; recognition runs on the hot path chosen for the database.
 #[derive(Clone, Debug)]
 pub struct SeaSessions {
-    db: DatabaseConnection,
+    store: Store,
     hot_path: Arc<dyn HotPath>,
 }
 
@@ -41,23 +42,19 @@ impl SeaSessions {
     ///
     /// # Errors
     /// When the hot path's statements cannot be rendered for the database (a defect).
-    pub fn new(db: DatabaseConnection) -> Result<Self, InfraError> {
-        let hot_path = hot_path::for_database(&db)?;
-        Ok(Self { db, hot_path })
+    pub fn new(store: Store) -> Result<Self, InfraError> {
+        let hot_path = hot_path::for_database(&store)?;
+        Ok(Self { store, hot_path })
     }
 
-    /// Closes recognition's own connections (the shared pool is closed with its
-    /// `DatabaseConnection`).
+    /// Closes recognition's own connections (the shared pool is closed with its `Store`).
     pub async fn close(&self) {
         self.hot_path.close().await;
     }
 }
 
-/// Inserts a session row in `db` (possibly a transaction).
-pub(crate) async fn insert<C: ConnectionTrait>(
-    db: &C,
-    session: NewSession,
-) -> Result<SessionId, InfraError> {
+/// Inserts a session row in `db` (possibly a transaction); its id.
+pub(crate) async fn insert<C: ConnectionTrait>(db: &C, session: &NewSession) -> Result<i64, DbErr> {
     let now = unix(session.now);
     let row = sessions::ActiveModel {
         token_hash: Set(Some(hash_bytes(&session.token_hash))),
@@ -70,18 +67,24 @@ pub(crate) async fn insert<C: ConnectionTrait>(
         data: Set("{}".to_owned()),
         ..Default::default()
     };
-    let id = sessions::Entity::insert(row)
-        .exec(db)
-        .await
-        .map_err(infra)?
-        .last_insert_id;
+    Ok(sessions::Entity::insert(row).exec(db).await?.last_insert_id)
+}
+
+/// The id the database gave a new session.
+pub(crate) fn inserted(id: i64) -> Result<SessionId, InfraError> {
     SessionId::new(id).ok_or_else(|| corrupt("session id"))
 }
 
 #[async_trait]
 impl SessionRepository for SeaSessions {
     async fn create(&self, session: NewSession) -> Result<SessionId, InfraError> {
-        insert(&self.db, session).await
+        // An insert commits itself: it runs again only if it never reached the server.
+        let session = &session;
+        let id = self
+            .store
+            .run(|db| async move { insert(db, session).await.map_err(once) })
+            .await?;
+        inserted(id)
     }
 
     async fn find(&self, id: SessionId) -> Result<Option<SessionRecord>, InfraError> {
@@ -103,11 +106,12 @@ impl SessionRepository for SeaSessions {
     }
 
     async fn end(&self, target: &Target) -> Result<bool, InfraError> {
-        let result = sessions::Entity::delete_many()
-            .filter(matches(target))
-            .exec(&self.db)
-            .await
-            .map_err(infra)?;
+        // Logout is safe to repeat (SPEC section 5: it waits for the database).
+        let delete = &sessions::Entity::delete_many().filter(matches(target));
+        let result = self
+            .store
+            .run(|db| async move { delete.clone().exec(db).await.map_err(retry) })
+            .await?;
         Ok(result.rows_affected == 1)
     }
 
@@ -123,7 +127,13 @@ impl SessionRepository for SeaSessions {
         if let Some(owner) = owner {
             delete = delete.filter(sessions::Column::UserId.eq(owner.0));
         }
-        let result = delete.exec(&self.db).await.map_err(infra)?;
+        // Repeated after a lost answer it would report "not found" for a session it ended:
+        // it runs again only if it never reached the server.
+        let delete = &delete;
+        let result = self
+            .store
+            .run(|db| async move { delete.clone().exec(db).await.map_err(once) })
+            .await?;
         Ok(result.rows_affected == 1)
     }
 
@@ -132,15 +142,15 @@ impl SessionRepository for SeaSessions {
         id: SessionId,
         token_hash: TokenHash,
     ) -> Result<Option<SessionData>, InfraError> {
-        let text: Option<String> = sessions::Entity::find()
+        let find = &sessions::Entity::find()
             .select_only()
             .column(sessions::Column::Data)
             .filter(sessions::Column::Id.eq(id.get()))
-            .filter(sessions::Column::TokenHash.eq(hash_bytes(&token_hash)))
-            .into_tuple()
-            .one(&self.db)
-            .await
-            .map_err(infra)?;
+            .filter(sessions::Column::TokenHash.eq(hash_bytes(&token_hash)));
+        let text: Option<String> = self
+            .store
+            .run(|db| async move { find.clone().into_tuple().one(db).await.map_err(retry) })
+            .await?;
         text.map(|text| {
             serde_json::from_str(&text)
                 .ok()
@@ -152,12 +162,13 @@ impl SessionRepository for SeaSessions {
 
     async fn set_data(&self, target: &Target, data: SessionData) -> Result<bool, InfraError> {
         let text = serde_json::Value::Object(data.into_object()).to_string();
-        let result = sessions::Entity::update_many()
+        let update = &sessions::Entity::update_many()
             .col_expr(sessions::Column::Data, Expr::value(text))
-            .filter(matches(target))
-            .exec(&self.db)
-            .await
-            .map_err(infra)?;
+            .filter(matches(target));
+        let result = self
+            .store
+            .run(|db| async move { update.clone().exec(db).await.map_err(once) })
+            .await?;
         Ok(result.rows_affected == 1)
     }
 
@@ -176,24 +187,24 @@ impl SessionRepository for SeaSessions {
         if let Some(after) = query.after {
             select = select.filter(sessions::Column::Id.gt(after.get()));
         }
-        select
-            .order_by_asc(sessions::Column::Id)
-            .limit(query.limit)
-            .into_model::<SessionRow>()
-            .all(&self.db)
-            .await
-            .map_err(infra)?
+        let select = &select.order_by_asc(sessions::Column::Id).limit(query.limit);
+        self.store
+            .run(|db| async move {
+                let rows = select.clone().into_model::<SessionRow>().all(db).await;
+                rows.map_err(retry)
+            })
+            .await?
             .into_iter()
             .map(SessionRow::into_record)
             .collect()
     }
 
     async fn count_active_since(&self, since: OffsetDateTime) -> Result<u64, InfraError> {
-        sessions::Entity::find()
-            .filter(sessions::Column::LastActivityAt.gte(unix(since)))
-            .count(&self.db)
+        let find =
+            &sessions::Entity::find().filter(sessions::Column::LastActivityAt.gte(unix(since)));
+        self.store
+            .run(|db| async move { find.clone().count(db).await.map_err(retry) })
             .await
-            .map_err(infra)
     }
 
     async fn purge(&self, cutoffs: Cutoffs, batch: u64, sweep: Sweep) -> Result<u64, InfraError> {
@@ -204,7 +215,7 @@ impl SessionRepository for SeaSessions {
                 order,
                 condition,
             };
-            deleted += expired.delete::<i64>(&self.db, batch, sweep).await?;
+            deleted += expired.delete::<i64>(&self.store, batch, sweep).await?;
         }
         Ok(deleted)
     }
