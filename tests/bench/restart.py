@@ -10,8 +10,10 @@ the default `WEBSESSIONS_DATABASE_WAIT` (5 s), logs 50 browser sessions in, then
 it down for 1.5 s and starts it again (about 2 s from the stop to accepting connections). It
 prints, per engine: requests, non-2xx answers, socket errors and timeouts, p99 and max latency
 (wrk's max bounds the p99 of the requests during the restart), and how long the database was
-down. Then it stops the database for 8 s (past the wait) and reports what a request answered
-and how long it took, and that the service recovered by itself.
+down. Then, with 100 connections, it ends every connection the service holds once (as an
+administrator or a failover would: `pg_terminate_backend`, MariaDB's `KILL`) and counts the
+non-2xx answers. Then it stops the database for 8 s (past the wait) and reports what a request
+answered and how long it took, and that the service recovered by itself.
 """
 
 import glob
@@ -88,6 +90,20 @@ class OwnDatabase:
             self.proc.terminate()
             self.proc.wait()
 
+    def end_every_connection(self):
+        """Ends every client connection but the one asking."""
+        if self.engine == "pg":
+            bench.run(["psql", f"postgres://postgres@127.0.0.1:{self.port}/postgres", "-qAt", "-c",
+                       "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                       "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"])
+            return
+        # --force: a connection that ended meanwhile does not stop the others' KILL.
+        mysql = ["mysql", "-uroot", "-h127.0.0.1", f"-P{self.port}", "-N", "--force", "-e"]
+        ids = bench.run(mysql + ["SELECT id FROM information_schema.processlist "
+                                 "WHERE user = 'root' AND id <> CONNECTION_ID()"]).split()
+        if ids:
+            subprocess.run(mysql + ["".join(f"KILL {i};" for i in ids)], capture_output=True)
+
     def remove(self):
         try:
             self.stop()
@@ -157,6 +173,18 @@ def one_engine(engine):
               f"{r['non2xx']} non-2xx, {r['socket_errors']} socket errors "
               f"({r['timeouts']} timeouts), p99 {r['p99_us'] / 1000:.1f} ms, "
               f"max {r['max_us'] / 1000:.0f} ms (bound: {(down + 1) * 1000:.0f} ms)")
+
+        # Every connection ended once, under 100 connections.
+        killer = threading.Thread(target=lambda: (time.sleep(3), db.end_every_connection()))
+        killer.start()
+        out = bench.run(["wrk", "-t2", "-c100", "-d8s", "--timeout", "10s", "-s",
+                         os.path.join(bench.HERE, "recognise.lua"),
+                         f"http://127.0.0.1:{server.port}/v1/session"], env=env)
+        killer.join()
+        r = json.loads(next(l for l in out.splitlines() if l.startswith("BENCH "))[6:])
+        print(f"{engine}: every connection ended once, 100 clients: {r['requests']} requests, "
+              f"{r['non2xx']} non-2xx, {r['socket_errors']} socket errors, "
+              f"max {r['max_us'] / 1000:.0f} ms")
 
         # Down past the wait (5 s): 503 with Retry-After, then recovery without a restart.
         db.stop()

@@ -34,10 +34,12 @@ impl Default for PoolOptions {
 }
 
 impl PoolOptions {
-    /// How long one try waits for a pooled connection (the pool's own connect retries
-    /// included); the tries together wait at most `wait`.
+    /// How long one try waits for a pooled connection (the pool's own connect attempts
+    /// included): up to a second, so that a database that is down is met by `Patience`, which
+    /// bounds how many wait, rather than by the pool's queue, which does not.
     fn acquire_timeout(&self) -> Duration {
-        self.wait.max(Duration::from_secs(1))
+        self.wait
+            .clamp(Duration::from_millis(250), Duration::from_secs(1))
     }
 }
 

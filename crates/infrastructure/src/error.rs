@@ -92,12 +92,24 @@ pub(crate) fn is_connection_error(error: &sqlx::Error) -> bool {
 
 /// SQLSTATEs (and MySQL error numbers) that mean "the server cannot serve this connection
 /// now": connection exceptions (class 08), an administrator's termination, a shutdown or
-/// start-up in progress, too many connections.
+/// start-up in progress, too many connections, a statement cancelled by an administrator
+/// (`pg_cancel_backend`, MySQL's `KILL QUERY`: it took no effect, and may run again).
 fn is_unavailable_state(code: &str) -> bool {
     code.starts_with("08")
         || matches!(
             code,
-            "57P01" | "57P02" | "57P03" | "53300" | "1040" | "1053" | "1927" | "2006" | "2013"
+            "57P01"
+                | "57P02"
+                | "57P03"
+                | "57014"
+                | "53300"
+                | "70100"
+                | "1040"
+                | "1053"
+                | "1317"
+                | "1927"
+                | "2006"
+                | "2013"
         )
 }
 
@@ -112,7 +124,9 @@ mod tests {
 
     #[test]
     fn connection_states_are_unavailable_and_others_are_not() {
-        for code in ["08006", "08S01", "57P01", "57P03", "53300", "1040"] {
+        for code in [
+            "08006", "08S01", "57P01", "57P03", "57014", "53300", "70100", "1040",
+        ] {
             assert!(is_unavailable_state(code), "{code}");
         }
         for code in ["23505", "42P01", "22001", "1062"] {

@@ -1,17 +1,19 @@
 //! Waiting for the database, bounded (a database restart fails no request). Every unit of
 //! database work runs through `Patience::run`: when a try fails because the connection is gone
 //! or the server is starting or stopping, and nothing of it can have been committed, the unit
-//! runs again on a new connection after a short backoff, until `wait` has passed; then the
-//! request answers 503. A transaction whose COMMIT was sent but whose answer was lost is never
-//! replayed: whether it committed is unknown (503 with `Retry-After: 1`).
+//! runs again on a new connection, until `wait` has passed; then the request answers 503. A
+//! transaction whose COMMIT was sent but whose answer was lost is never replayed: whether it
+//! committed is unknown (503 with `Retry-After: 1`).
 //!
-//! While the database is known to be down, at most `waiting` requests wait (4 times the pool's
-//! size); the rest answer 503 at once, so no unbounded queue builds up. Healthy requests never
-//! touch that bound: it is taken only once a try has failed, or while the last try of any
-//! request failed.
+//! Every try runs only for what is left of the wait, so a database that hangs rather than
+//! refusing costs a request no more than the wait either. A failed try runs again at once on a
+//! new connection (a server that ended its connections is back at once); a second failure
+//! means the database is not answering, and the request waits for it, with a backoff from 25 ms
+//! doubling to 500 ms, only if one of `waiting` places (4 times the pool's size) is free;
+//! otherwise it answers 503 at once, so no unbounded queue builds up. Requests whose tries
+//! succeed never take a place.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -41,10 +43,13 @@ pub type WaitObserver = Arc<dyn Fn(Duration) + Send + Sync>;
 const FIRST_BACKOFF: Duration = Duration::from_millis(25);
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
+/// Tries before a request needs a place to wait: the first, and one at once on a new
+/// connection.
+const TRIES_WITHOUT_WAITING: usize = 2;
+
 /// How requests wait for an unreachable database.
 pub struct Patience {
     wait: Duration,
-    down: AtomicBool,
     waiting: Semaphore,
     observer: OnceLock<WaitObserver>,
 }
@@ -53,9 +58,14 @@ impl fmt::Debug for Patience {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Patience")
             .field("wait", &self.wait)
-            .field("down", &self.down.load(Ordering::Relaxed))
+            .field("free_places", &self.waiting.available_permits())
             .finish_non_exhaustive()
     }
+}
+
+/// Why a request stopped trying.
+fn gave_up(why: &str) -> InfraError {
+    InfraError::Unavailable(anyhow::anyhow!("{why}"))
 }
 
 impl Patience {
@@ -63,7 +73,6 @@ impl Patience {
     pub fn new(wait: Duration, waiting: usize) -> Self {
         Self {
             wait,
-            down: AtomicBool::new(false),
             waiting: Semaphore::new(waiting.max(1)),
             observer: OnceLock::new(),
         }
@@ -78,70 +87,56 @@ impl Patience {
         let _ = self.observer.set(observer);
     }
 
-    /// Runs `unit` until it succeeds, fails for good, or `wait` has passed. The first try
-    /// runs as it is (bounded by the pool's acquire timeout, which is the wait); every later
-    /// one only for what is left of the wait. A try cut short is unavailability: whatever it
-    /// was doing, its outcome is unknown and it is not run again.
+    /// Runs `unit` until it succeeds, fails for good, or `wait` has passed. A try cut short
+    /// by the end of the wait is unavailability: whatever it was doing, its outcome is
+    /// unknown, and it is not run again.
     pub(crate) async fn run<T, F, Fut>(&self, mut unit: F) -> Result<T, InfraError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Failure>>,
     {
         if self.wait.is_zero() {
-            // No waiting: one try, whatever happened before.
+            // No waiting: one try, as long as it takes.
             return unit().await.map_err(|failure| match failure {
                 Failure::Retry(error) => InfraError::Unavailable(error),
                 Failure::Final(error) => error,
             });
         }
         let started = Instant::now();
-        if !self.down.load(Ordering::Relaxed) {
-            match unit().await {
-                Ok(value) => return Ok(value),
-                Err(Failure::Final(error)) => return Err(error),
-                Err(Failure::Retry(error)) => {
-                    self.down.store(true, Ordering::Relaxed);
-                    if started.elapsed() >= self.wait {
-                        return Err(InfraError::Unavailable(error));
-                    }
-                }
-            }
-        }
-        let Ok(_place) = self.waiting.try_acquire() else {
-            return Err(InfraError::Unavailable(anyhow::anyhow!(
-                "too many requests are waiting for the database"
-            )));
-        };
         let deadline = started + self.wait;
+        let mut place = None;
         let mut backoff = FIRST_BACKOFF;
+        let mut tries = 0;
+        let mut failed = false;
         let outcome = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break Err(InfraError::Unavailable(anyhow::anyhow!(
-                    "the database was unreachable for the whole wait"
-                )));
-            }
-            let Ok(tried) = tokio::time::timeout(left, unit()).await else {
-                break Err(InfraError::Unavailable(anyhow::anyhow!(
-                    "the database did not answer within the wait"
-                )));
+            let Ok(tried) = tokio::time::timeout_at(deadline, unit()).await else {
+                failed = true;
+                break Err(gave_up("the database did not answer within the wait"));
             };
-            match tried {
-                Ok(value) => {
-                    self.down.store(false, Ordering::Relaxed);
-                    break Ok(value);
-                }
+            tries += 1;
+            let error = match tried {
+                Ok(value) => break Ok(value),
                 Err(Failure::Final(error)) => break Err(error),
-                Err(Failure::Retry(error)) => {
-                    if Instant::now() + backoff >= deadline {
-                        break Err(InfraError::Unavailable(error));
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                Err(Failure::Retry(error)) => error,
+            };
+            failed = true;
+            if tries < TRIES_WITHOUT_WAITING {
+                continue;
+            }
+            if place.is_none() {
+                match self.waiting.try_acquire() {
+                    Ok(taken) => place = Some(taken),
+                    Err(_) => break Err(gave_up("too many requests are waiting for the database")),
                 }
             }
+            if Instant::now() + backoff >= deadline {
+                break Err(InfraError::Unavailable(error));
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         };
-        if let Some(observe) = self.observer.get() {
+        // Every request that met the database's unavailability waited, whatever its end.
+        if failed && let Some(observe) = self.observer.get() {
             observe(started.elapsed());
         }
         outcome
@@ -151,7 +146,7 @@ impl Patience {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicU32;
+    use std::sync::atomic::{AtomicU32, Ordering};
 
     fn gone() -> Failure {
         Failure::Retry(anyhow::anyhow!("connection refused"))
@@ -172,7 +167,6 @@ mod tests {
             .await;
         assert_eq!(result.unwrap(), 7);
         assert_eq!(tries.load(Ordering::SeqCst), 5);
-        assert!(!patience.down.load(Ordering::SeqCst), "up again");
     }
 
     #[tokio::test(start_paused = true)]
@@ -235,13 +229,58 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_request_arriving_while_the_database_is_down_still_tries() {
+    async fn a_broken_connection_is_replaced_at_once_without_taking_a_place_to_wait() {
+        let patience = Arc::new(Patience::new(Duration::from_secs(5), 1));
+        // The only place is taken by a request waiting for a database that stays away.
+        let waiter = {
+            let patience = patience.clone();
+            tokio::spawn(async move { patience.run(|| async { Err::<(), _>(gone()) }).await })
+        };
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        // A request whose kept connection was broken succeeds on its new one.
+        let tries = AtomicU32::new(0);
+        let replaced = patience
+            .run(|| async {
+                if tries.fetch_add(1, Ordering::SeqCst) == 0 {
+                    Err(gone())
+                } else {
+                    Ok(1)
+                }
+            })
+            .await;
+        assert_eq!(replaced.unwrap(), 1);
+        // One that fails twice finds no place, and answers at once.
+        let started = tokio::time::Instant::now();
+        let refused: Result<(), _> = patience.run(|| async { Err(gone()) }).await;
+        assert!(matches!(refused, Err(InfraError::Unavailable(_))));
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert!(waiter.await.unwrap().is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_request_that_met_a_failure_is_observed_and_no_other() {
         let patience = Patience::new(Duration::from_secs(1), 4);
-        let failed: Result<(), _> = patience.run(|| async { Err(gone()) }).await;
-        assert!(failed.is_err());
-        assert!(patience.down.load(Ordering::SeqCst));
-        assert_eq!(patience.run(|| async { Ok(5) }).await.unwrap(), 5);
-        assert!(!patience.down.load(Ordering::SeqCst));
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        patience.observe_with(Arc::new(move |waited| sink.lock().unwrap().push(waited)));
+        patience.run(|| async { Ok(()) }).await.unwrap();
+        let _: Result<(), _> = patience.run(|| async { Err(gone()) }).await;
+        let tries = AtomicU32::new(0);
+        patience
+            .run(|| async {
+                if tries.fetch_add(1, Ordering::SeqCst) < 3 {
+                    Err(gone())
+                } else {
+                    Ok(())
+                }
+            })
+            .await
+            .unwrap();
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(seen[0] >= Duration::from_millis(500), "{seen:?}");
+        // Two tries at once, then 25 ms and 50 ms of backoff.
+        assert_eq!(seen[1], Duration::from_millis(75));
     }
 
     #[tokio::test(start_paused = true)]

@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{IntoResponse, Response};
@@ -178,7 +179,7 @@ impl From<InfraError> for Refusal {
     fn from(error: InfraError) -> Self {
         match error {
             InfraError::Unavailable(source) | InfraError::Interrupted(source) => {
-                tracing::warn!(error = format!("{source:#}"), "database unavailable");
+                warn_unavailable(&source);
                 Self::unavailable("the database is unavailable; try again later")
             }
             InfraError::Unexpected(source) => {
@@ -187,6 +188,26 @@ impl From<InfraError> for Refusal {
             }
         }
     }
+}
+
+/// Logs a request the database's unavailability refused: at most one line a second, with how
+/// many more were refused meanwhile, so an outage under load does not flood the log.
+fn warn_unavailable(source: &anyhow::Error) {
+    static LAST_SECOND: AtomicU64 = AtomicU64::new(0);
+    static UNLOGGED: AtomicU64 = AtomicU64::new(0);
+    let second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    if LAST_SECOND.swap(second, Ordering::Relaxed) == second {
+        UNLOGGED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let also = UNLOGGED.swap(0, Ordering::Relaxed);
+    tracing::warn!(
+        error = format!("{source:#}"),
+        also_refused_since_the_last_line = also,
+        "database unavailable"
+    );
 }
 
 impl From<RateLimited> for Refusal {
