@@ -14,6 +14,8 @@ fn main() {
         // (`initdb`, `pg_ctl`), and a `mariadbd` binary.
         ("has_pg_bin", "WEBSESSIONS_TEST_PG_BIN"),
         ("has_mariadbd", "WEBSESSIONS_TEST_MARIADBD"),
+        // A chromedriver (and Chromium), for the browser tests.
+        ("has_chromedriver", "WEBSESSIONS_TEST_CHROMEDRIVER"),
     ] {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
         println!("cargo::rerun-if-env-changed={var}");

@@ -77,6 +77,7 @@ impl Drop for Application {
 struct Nginx {
     child: Child,
     dir: tempfile::TempDir,
+    port: u16,
     base: String,
 }
 
@@ -108,6 +109,7 @@ impl Nginx {
         let nginx = Self {
             child,
             dir,
+            port,
             base: format!("http://127.0.0.1:{port}"),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -126,6 +128,10 @@ impl Nginx {
         format!("{}{path}", self.base)
     }
 
+    fn port(&self) -> u16 {
+        self.port
+    }
+
     fn errors(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
     }
@@ -139,7 +145,7 @@ impl Drop for Nginx {
 }
 
 /// Two websessions processes on one database, behind nginx, in front of the application.
-struct Gateway {
+pub(crate) struct Gateway {
     servers: Vec<Server>,
     settings: Vec<(String, String)>,
     nginx: Nginx,
@@ -149,7 +155,7 @@ struct Gateway {
 }
 
 impl Gateway {
-    async fn start(backend: Backend, settings: &[(&str, &str)]) -> Self {
+    pub(crate) async fn start(backend: Backend, settings: &[(&str, &str)]) -> Self {
         let db = TestDb::new(backend).await;
         let mut all = vec![("WEBSESSIONS_TRUSTED_PROXIES", "127.0.0.1/32")];
         all.extend_from_slice(settings);
@@ -194,6 +200,11 @@ impl Gateway {
         assert_eq!(status.code(), Some(0), "{logs}");
         self.servers
             .insert(n, Server::start_on(&url, &settings, port).await);
+    }
+
+    /// The port nginx listens on (on loopback).
+    pub(crate) fn port(&self) -> u16 {
+        self.nginx.port()
     }
 
     /// Logs `name` in through nginx as a browser (a first login: no cookie).

@@ -194,6 +194,14 @@ pub struct ConfigArgs {
         global = true
     )]
     pub max_pending_hashes: String,
+    /// Whether the sign-in and account pages are served (`/login`, `/account`).
+    #[arg(
+        long,
+        env = "WEBSESSIONS_PORTAL",
+        default_value = "true",
+        global = true
+    )]
+    pub portal: String,
 }
 
 impl fmt::Debug for ConfigArgs {
@@ -307,6 +315,7 @@ pub struct Config {
     pub log_format: LogFormat,
     pub limits: Limits,
     pub max_pending_hashes: usize,
+    pub portal: bool,
 }
 
 impl fmt::Debug for Config {
@@ -325,6 +334,7 @@ impl fmt::Debug for Config {
             .field("log_format", &self.log_format)
             .field("limits", &self.limits)
             .field("max_pending_hashes", &self.max_pending_hashes)
+            .field("portal", &self.portal)
             .finish()
     }
 }
@@ -482,6 +492,7 @@ impl ConfigArgs {
                 &self.max_pending_hashes,
                 1..=100_000,
             )?,
+            portal: boolean("WEBSESSIONS_PORTAL", &self.portal)?,
         })
     }
 
@@ -680,6 +691,7 @@ mod tests {
         assert_eq!(config.limits.login, per_minute(120));
         assert_eq!(config.max_pending_hashes, 64);
         assert_eq!(config.database_wait, StdDuration::from_secs(5));
+        assert!(config.portal);
         let at_once = parse(&["--database-wait", "0"]).unwrap();
         assert_eq!(at_once.database_wait, StdDuration::ZERO);
     }
@@ -793,6 +805,7 @@ mod tests {
                 "WEBSESSIONS_HOUSEKEEPING_INTERVAL",
             ),
             (&["--database-wait", "61s"], "WEBSESSIONS_DATABASE_WAIT"),
+            (&["--portal", "no"], "WEBSESSIONS_PORTAL"),
             (&["--database-wait", "soon"], "WEBSESSIONS_DATABASE_WAIT"),
         ] {
             let error = parse(flags).unwrap_err();

@@ -167,18 +167,19 @@ fn context(config: &Config, db: Store, sessions: Arc<SeaSessions>) -> anyhow::Re
         }),
         policy: config.policy.clone(),
         metrics,
+        portal: config.portal,
     }))
 }
 
-/// Ready while the database answers a ping within two seconds: readiness never waits for
-/// the database, so it says 503 for as long as the database is unreachable.
+/// Ready while the database answers a ping within a second: readiness never waits for the
+/// database to come back, so it says 503 for as long as the database is unreachable.
 struct DatabaseReadiness(Store);
 
 #[async_trait]
 impl Readiness for DatabaseReadiness {
     async fn ready(&self) -> bool {
         matches!(
-            tokio::time::timeout(Duration::from_secs(2), self.0.ping()).await,
+            tokio::time::timeout(Duration::from_secs(1), self.0.ping()).await,
             Ok(true)
         )
     }

@@ -30,6 +30,8 @@ pub struct Context {
     pub edge: Arc<EdgeSettings>,
     pub policy: SessionPolicy,
     pub metrics: Arc<Metrics>,
+    /// Whether the sign-in and account pages are served (SPEC section 10).
+    pub portal: bool,
 }
 
 impl std::fmt::Debug for Context {

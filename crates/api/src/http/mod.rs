@@ -15,6 +15,7 @@ mod gateway;
 mod guard;
 mod health;
 mod me;
+mod portal;
 mod problem;
 mod security;
 mod session;
@@ -64,7 +65,8 @@ pub fn openapi(ctx: Arc<Context>) -> String {
     document::finish(&service(ctx).spec(), &cookie)
 }
 
-/// The whole application: the API, its document at `/openapi.json` and `/docs`.
+/// The whole application: the API, its document at `/openapi.json` and `/docs`, and the
+/// sign-in and account pages when the portal is on (SPEC section 10).
 pub fn app(ctx: Arc<Context>) -> impl Endpoint {
     let edge = ctx.edge.clone();
     let metrics = ctx.metrics.clone();
@@ -73,7 +75,11 @@ pub fn app(ctx: Arc<Context>) -> impl Endpoint {
     let finished = document::finish(&generated, &edge.cookie.name);
     // The interactive page embeds the document: the finished one, in place of the generated.
     let docs = service.swagger_ui_html().replacen(&generated, &finished, 1);
-    Route::new()
+    let mut routes = Route::new();
+    if ctx.portal {
+        routes = portal::with_pages(routes, ctx.clone());
+    }
+    routes
         .nest("/", service)
         .at(
             "/openapi.json",

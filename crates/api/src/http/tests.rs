@@ -68,6 +68,7 @@ impl Mocks {
             edge: Arc::new(edge(cookie)),
             policy: SessionPolicy::default(),
             metrics: Arc::new(Metrics::new()),
+            portal: true,
         })
     }
 
@@ -624,4 +625,164 @@ fn committed_openapi_spec_matches_the_code() {
         "openapi/openapi.json is out of date: regenerate it with \
          `cargo run -p websessions-api -- openapi > openapi/openapi.json` (or `just openapi`)"
     );
+}
+
+// ---- the pages (SPEC section 10) ----
+
+fn assert_page_headers(resp: &TestResponse) {
+    let policy = header(resp, "content-security-policy").unwrap_or_default();
+    assert!(policy.contains("script-src 'self'"), "{policy}");
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    assert!(policy.contains("default-src 'none'"), "{policy}");
+    assert_eq!(header(resp, "cache-control").as_deref(), Some("no-store"));
+}
+
+async fn text(resp: TestResponse) -> String {
+    resp.0.into_body().into_string().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_sign_in_page_carries_the_page_policy_and_a_validated_escaped_return_to() {
+    let client = Mocks::default().client();
+    let resp = client
+        .get("/login")
+        .query("return_to", &"/app?a=\"><script>alert(1)</script>")
+        .send()
+        .await;
+    resp.assert_status_is_ok();
+    assert_page_headers(&resp);
+    assert_eq!(
+        header(&resp, "content-type").as_deref(),
+        Some("text/html; charset=utf-8")
+    );
+    let page = text(resp).await;
+    assert!(page.contains("data-return-to=\"/app?a="), "{page}");
+    assert!(
+        !page.contains("\"><script>"),
+        "the target broke out: {page}"
+    );
+    assert!(page.contains("<label for=\"username\">") && page.contains("type=\"password\""));
+    assert!(!page.contains("<script>"), "no inline script: {page}");
+    for hostile in [
+        "//evil.example",
+        "https://evil.example/",
+        "javascript:alert(1)",
+    ] {
+        let resp = client
+            .get("/login")
+            .query("return_to", &hostile)
+            .send()
+            .await;
+        let page = text(resp).await;
+        assert!(page.contains("data-return-to=\"/account\""), "{hostile}");
+    }
+    for (asset, kind) in [
+        ("/portal/portal.js", "text/javascript; charset=utf-8"),
+        ("/portal/portal.css", "text/css; charset=utf-8"),
+    ] {
+        let resp = client.get(asset).send().await;
+        resp.assert_status_is_ok();
+        assert_eq!(header(&resp, "content-type").as_deref(), Some(kind));
+    }
+}
+
+#[tokio::test]
+async fn the_account_page_sends_anyone_not_signed_in_to_sign_in() {
+    for refusal in [AccessError::NoSession, AccessError::NotLoggedIn] {
+        let mut mocks = Mocks::default();
+        let answer = std::sync::Mutex::new(Some(refusal));
+        mocks
+            .me
+            .expect_me()
+            .returning(move |_| Err(answer.lock().unwrap().take().unwrap()));
+        let resp = mocks.client().get("/account").send().await;
+        resp.assert_status(StatusCode::SEE_OTHER);
+        assert_eq!(
+            header(&resp, "location").as_deref(),
+            Some("/login?return_to=/account")
+        );
+        assert_page_headers(&resp);
+    }
+}
+
+#[tokio::test]
+async fn the_account_page_lists_the_users_sessions_and_marks_the_current_one() {
+    let mut mocks = Mocks::default();
+    let current = record(5, Some("alice"), SessionKind::Browser);
+    let user = current.user.clone().unwrap();
+    let me = websessions_domain::Me {
+        session: current.clone(),
+        user,
+    };
+    mocks.me.expect_me().returning(move |_| Ok(me.clone()));
+    let other = record(9, Some("alice"), SessionKind::Api);
+    mocks
+        .me
+        .expect_my_sessions()
+        .returning(move |_| Ok(vec![current.clone(), other.clone()]));
+    let resp = mocks
+        .client()
+        .get("/account")
+        .header("cookie", format!("{COOKIE}={}", credential(5, 1).expose()))
+        .send()
+        .await;
+    resp.assert_status_is_ok();
+    assert_page_headers(&resp);
+    let page = text(resp).await;
+    assert!(
+        page.contains("<strong id=\"username\">alice</strong>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("data-session=\"5\" class=\"current\""),
+        "{page}"
+    );
+    assert!(page.contains("data-end=\"9\""), "{page}");
+    assert!(
+        !page.contains("data-end=\"5\""),
+        "no button ends the current session"
+    );
+}
+
+#[tokio::test]
+async fn the_account_page_without_its_database_is_a_503_page_not_a_500() {
+    let mut mocks = Mocks::default();
+    mocks.me.expect_me().returning(|_| {
+        Err(AccessError::Infra(InfraError::Unavailable(
+            anyhow::anyhow!("down"),
+        )))
+    });
+    let resp = mocks.client().get("/account").send().await;
+    resp.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(header(&resp, "retry-after").as_deref(), Some("1"));
+    assert_page_headers(&resp);
+}
+
+#[tokio::test]
+async fn with_the_portal_off_no_page_route_answers_and_the_api_is_unchanged() {
+    let mut ctx = Mocks::default().context(true, COOKIE);
+    Arc::get_mut(&mut ctx).unwrap().portal = false;
+    let client = TestClient::new(app(ctx));
+    for path in [
+        "/login",
+        "/account",
+        "/portal/portal.js",
+        "/portal/portal.css",
+    ] {
+        client
+            .get(path)
+            .send()
+            .await
+            .assert_status(StatusCode::NOT_FOUND);
+    }
+    client
+        .get("/health/live")
+        .send()
+        .await
+        .assert_status_is_ok();
+    client
+        .get("/openapi.json")
+        .send()
+        .await
+        .assert_status_is_ok();
 }

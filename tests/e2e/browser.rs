@@ -1,0 +1,562 @@
+//! The built-in pages in a real browser (SPEC section 10, R12, section 4's cookie): headless
+//! Chromium driven over WebDriver (chromedriver), against the real binary on
+//! `http://a.localhost:PORT` (Chromium resolves `*.localhost` to loopback and treats it as a
+//! secure context) with the default `__Host-websession` Secure cookie. They run when
+//! `WEBSESSIONS_TEST_CHROMEDRIVER` names a chromedriver (`.ci/run` installs Debian's
+//! `chromium` and `chromium-driver`); otherwise they are reported as ignored. A failed test
+//! leaves a screenshot of every step in `target/tmp/browser/<test>/`. With
+//! `WEBSESSIONS_UPDATE_SCREENSHOTS=1` they also write the README's pictures of the pages into
+//! `tests/browser/screenshots/` (CI never does).
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use websessions_infrastructure::testing::Backend;
+
+use crate::contract::SendChecked;
+use crate::gateway::Gateway;
+use crate::server::{COOKIE, Server, free_port};
+use crate::{PASSWORD, api_login};
+
+/// One browser at a time: each is a few hundred MiB and two cores' worth of work.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// How long a page may take to do what it should.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A headless Chromium of this test's own, with its chromedriver.
+struct Browser {
+    client: Option<Client>,
+    driver: Child,
+    test: &'static str,
+    /// A screenshot of each step, kept for a failure.
+    steps: Vec<(String, Vec<u8>)>,
+}
+
+impl Browser {
+    async fn open(test: &'static str) -> Self {
+        let driver_binary =
+            std::env::var("WEBSESSIONS_TEST_CHROMEDRIVER").expect("a chromedriver binary");
+        let chromium = std::env::var("WEBSESSIONS_TEST_CHROMIUM")
+            .unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+        let port = free_port();
+        // A process group of its own, so that the browsers it starts go with it.
+        let driver = Command::new(driver_binary)
+            .arg(format!("--port={port}"))
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let capabilities = json!({
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": [
+                    "--headless=new",
+                    // As root, in a container: no sandbox, no GPU, no small /dev/shm.
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--window-size=900,1000",
+                    "--no-first-run",
+                ],
+            }
+        });
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!()
+        };
+        let client = ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap();
+        Self {
+            client: Some(client),
+            driver,
+            test,
+            steps: Vec::new(),
+        }
+    }
+
+    fn client(&self) -> &Client {
+        self.client.as_ref().unwrap()
+    }
+
+    async fn goto(&mut self, url: &str) {
+        self.client().goto(url).await.unwrap();
+        self.snap(url).await;
+    }
+
+    /// Keeps a screenshot of the page as it is now, named after `step`.
+    async fn snap(&mut self, step: &str) {
+        if let Ok(png) = self.client().screenshot().await {
+            self.steps.push((step.to_owned(), png));
+        }
+    }
+
+    /// Writes the page as it is now to `tests/browser/screenshots/<name>.png`, when asked to
+    /// (`WEBSESSIONS_UPDATE_SCREENSHOTS=1`).
+    async fn picture(&self, name: &str) {
+        if std::env::var("WEBSESSIONS_UPDATE_SCREENSHOTS").as_deref() != Ok("1") {
+            return;
+        }
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let png = self.client().screenshot().await.unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// The address the browser shows.
+    async fn url(&self) -> reqwest::Url {
+        self.client().current_url().await.unwrap()
+    }
+
+    /// Waits until the address's path (and query, when given) is `path`.
+    async fn wait_for_path(&mut self, path: &str) -> reqwest::Url {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let url = self.url().await;
+            let shown = match url.query() {
+                Some(query) if path.contains('?') => format!("{}?{query}", url.path()),
+                _ => url.path().to_owned(),
+            };
+            if shown == path {
+                self.snap(path).await;
+                return url;
+            }
+            if Instant::now() > deadline {
+                self.snap("timed out").await;
+                panic!("the browser stayed on {url}, not {path}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn count(&self, css: &str) -> usize {
+        self.client()
+            .find_all(Locator::Css(css))
+            .await
+            .unwrap()
+            .len()
+    }
+
+    /// Waits until `css` matches `n` elements.
+    async fn wait_for_count(&mut self, css: &str, n: usize) {
+        let deadline = Instant::now() + PATIENCE;
+        while self.count(css).await != n {
+            if Instant::now() > deadline {
+                self.snap("timed out").await;
+                panic!("{css} never matched {n} elements");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn click(&mut self, css: &str) {
+        let element = self.client().find(Locator::Css(css)).await.unwrap();
+        element.click().await.unwrap();
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let element = self.client().find(Locator::Css(css)).await.unwrap();
+        element.text().await.unwrap()
+    }
+
+    /// Signs in with the form of `base`'s sign-in page, asking to return to `return_to`.
+    async fn sign_in(&mut self, base: &str, return_to: Option<&str>) {
+        let url = match return_to {
+            Some(target) => format!(
+                "{base}/login?return_to={}",
+                utf8_percent_encode(target, NON_ALPHANUMERIC)
+            ),
+            None => format!("{base}/login"),
+        };
+        self.goto(&url).await;
+        self.submit_sign_in(PASSWORD).await;
+    }
+
+    /// Fills the sign-in form on the page with alice and `password`, and submits it.
+    async fn submit_sign_in(&mut self, password: &str) {
+        for (id, text) in [("username", "alice"), ("password", password)] {
+            let field = self.client().find(Locator::Id(id)).await.unwrap();
+            field.send_keys(text).await.unwrap();
+        }
+        self.click("#sign-in button[type=submit]").await;
+    }
+
+    /// Waits for a page the test serves to say it has done its work (its title).
+    async fn wait_for_title(&mut self, title: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        while self.client().title().await.unwrap() != title {
+            assert!(Instant::now() < deadline, "the page never said {title:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn close(mut self) {
+        if let Some(client) = self.client.take() {
+            client.close().await.ok();
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                .join("browser")
+                .join(self.test);
+            std::fs::create_dir_all(&dir).ok();
+            for (n, (step, png)) in self.steps.iter().enumerate() {
+                let name: String = step
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                    .take(60)
+                    .collect();
+                std::fs::write(dir.join(format!("{n:02}-{name}.png")), png).ok();
+            }
+            eprintln!("screenshots of every step: {}", dir.display());
+        }
+        // chromedriver and every browser it started: its process group (whose id is its
+        // own, never anyone else's).
+        if let Some(group) = i32::try_from(self.driver.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
+        let _ = self.driver.wait();
+    }
+}
+
+/// A page of another origin, served by the test: `html` at every path.
+struct Page {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Page {
+    async fn serve(html: String) -> Self {
+        let port = free_port();
+        let page = poem::endpoint::make_sync(move |_| poem::web::Html(html.clone()));
+        let listener = poem::listener::TcpListener::bind(format!("127.0.0.1:{port}"));
+        let task = tokio::spawn(async move {
+            let _ = poem::Server::new(listener).run(page).await;
+        });
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self { port, task }
+    }
+}
+
+impl Drop for Page {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The server's logged requests to `path` (method, status).
+fn requests_to(server: &Server, path: &str) -> Vec<(String, u64)> {
+    server
+        .logs()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["fields"]["message"] == "request" && line["fields"]["path"] == path)
+        .map(|line| {
+            let fields = &line["fields"];
+            (
+                fields["method"].as_str().unwrap_or_default().to_owned(),
+                fields["status"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// A server with alice, and its address as the browser reaches it.
+async fn site() -> (Server, String) {
+    let server = Server::start(Backend::Sqlite, &[]).await;
+    server.create_user("alice", PASSWORD);
+    let base = format!("http://a.localhost:{}", server.port());
+    (server, base)
+}
+
+async fn sign_in_lands_on_return_to_and_a_hostile_one_on_the_account_page() {
+    let (server, base) = site().await;
+    let mut browser = Browser::open("sign_in").await;
+    browser.goto(&format!("{base}/login")).await;
+    browser.picture("login").await;
+    // A path on this site is where the browser goes.
+    browser.sign_in(&base, Some("/account?from=sign-in")).await;
+    browser.wait_for_path("/account?from=sign-in").await;
+    assert_eq!(browser.text("#username").await, "alice");
+    // Anything else goes to the account page.
+    for hostile in [
+        "https://evil.example/",
+        "//evil.example",
+        "javascript:alert(1)",
+    ] {
+        browser.sign_in(&base, Some(hostile)).await;
+        let url = browser.wait_for_path("/account").await;
+        assert_eq!(url.host_str(), Some("a.localhost"), "{hostile}");
+        assert_eq!(url.query(), None, "{hostile}");
+    }
+    // A wrong password shows the one message, and stays.
+    browser.goto(&format!("{base}/login")).await;
+    browser.submit_sign_in("wrong").await;
+    browser.wait_for_count("#message:not([hidden])", 1).await;
+    assert_eq!(
+        browser.text("#message").await,
+        "The username or password is not right."
+    );
+    assert_eq!(browser.url().await.path(), "/login");
+    browser.close().await;
+    drop(server);
+}
+
+async fn the_session_cookie_is_invisible_to_scripts_and_has_the_specified_attributes() {
+    let (server, base) = site().await;
+    let mut browser = Browser::open("cookie").await;
+    browser.sign_in(&base, None).await;
+    browser.wait_for_path("/account").await;
+    let visible = browser
+        .client()
+        .execute("return document.cookie", vec![])
+        .await
+        .unwrap();
+    assert!(
+        !visible.as_str().unwrap_or_default().contains("websession"),
+        "{visible}"
+    );
+    let cookies = browser.client().get_all_cookies().await.unwrap();
+    let cookie = cookies
+        .iter()
+        .find(|c| c.name() == COOKIE)
+        .unwrap_or_else(|| panic!("no {COOKIE} among {cookies:?}"));
+    assert_eq!(cookie.http_only(), Some(true));
+    assert_eq!(cookie.secure(), Some(true));
+    assert_eq!(format!("{:?}", cookie.same_site()), "Some(Lax)");
+    assert_eq!(cookie.path(), Some("/"));
+    // Host-only (no Domain attribute) and a session cookie (no Max-Age or Expires).
+    assert_eq!(cookie.domain(), Some("a.localhost"));
+    assert!(cookie.expires().is_none() && cookie.max_age().is_none());
+    browser.close().await;
+    drop(server);
+}
+
+async fn the_account_page_lists_both_sessions_and_ends_the_other_for_good() {
+    let (server, base) = site().await;
+    let mut browser = Browser::open("account").await;
+    browser.sign_in(&base, None).await;
+    browser.wait_for_path("/account").await;
+    // The same user as an API client: a browser sign-in from elsewhere would end the first
+    // browser session (R5e).
+    let credential = api_login(&server, "alice", PASSWORD).await;
+    let other = credential.split('.').next().unwrap().to_owned();
+    browser.goto(&format!("{base}/account")).await;
+    assert_eq!(browser.count("#sessions li").await, 2);
+    assert_eq!(browser.count("#sessions li.current").await, 1);
+    let current = browser
+        .client()
+        .find(Locator::Css("#sessions li.current"))
+        .await
+        .unwrap()
+        .attr("data-session")
+        .await
+        .unwrap();
+    assert_ne!(current.as_deref(), Some(other.as_str()));
+    browser.picture("account").await;
+    browser
+        .click(&format!("button[data-end=\"{other}\"]"))
+        .await;
+    browser.wait_for_count("#sessions li", 1).await;
+    browser.snap("ended the other").await;
+    let refused = server
+        .http
+        .get(server.url("/v1/session"))
+        .bearer_auth(&credential)
+        .send_checked()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    // And the page's own session lives on.
+    browser.goto(&format!("{base}/account")).await;
+    assert_eq!(browser.count("#sessions li.current").await, 1);
+    browser.close().await;
+    drop(server);
+}
+
+async fn pages_of_other_origins_cannot_write_with_the_cookie_nor_sign_anyone_in() {
+    let (server, base) = site().await;
+    let mut browser = Browser::open("cross_site").await;
+    browser.sign_in(&base, None).await;
+    browser.wait_for_path("/account").await;
+    let logout = format!("{base}/v1/session/logout");
+    let attack = format!(
+        "<!doctype html><title>loading</title><script>
+         fetch({logout:?}, {{method: 'POST', credentials: 'include', mode: 'no-cors'}})
+           .then(() => {{ document.title = 'sent'; }}, () => {{ document.title = 'failed'; }});
+         </script>"
+    );
+    let evil = Page::serve(attack).await;
+
+    // Same site, another origin: Chromium sends the Lax cookie and `Sec-Fetch-Site:
+    // same-site`; R12 refuses the request, which did reach the server.
+    browser
+        .goto(&format!("http://evil.a.localhost:{}/", evil.port))
+        .await;
+    browser.wait_for_title("sent").await;
+    let seen = requests_to(&server, "/v1/session/logout");
+    assert_eq!(seen, [("POST".to_owned(), 403)], "{}", server.logs());
+    browser.goto(&format!("{base}/account")).await;
+    assert_eq!(browser.text("#username").await, "alice", "still signed in");
+
+    // Another site: Chromium keeps the cookie home; the logout that arrives has no session
+    // to end, and the session survives.
+    browser
+        .goto(&format!("http://127.0.0.1:{}/", evil.port))
+        .await;
+    browser.wait_for_title("sent").await;
+    let seen = requests_to(&server, "/v1/session/logout");
+    assert_eq!(seen.len(), 2, "the second attempt reached the server");
+    assert_ne!(seen[1].1, 403, "it carried no cookie to refuse");
+    browser.goto(&format!("{base}/account")).await;
+    assert_eq!(browser.text("#username").await, "alice", "still signed in");
+
+    // A form on another site that posts a sign-in (as text/plain, the only body a form can
+    // send that looks like JSON) signs nobody in: login takes only application/json.
+    browser.click("#sign-out").await;
+    browser.wait_for_path("/login").await;
+    let login = format!("{base}/v1/session/login");
+    let form = format!(
+        "<!doctype html><title>form</title>
+         <form method='post' enctype='text/plain' action={login:?}>
+         <input type='hidden' name='{{\"username\":\"alice\",\"password\":\"{PASSWORD}\",\"client\":\"browser\",\"x\":\"' value='\"}}'>
+         </form><script>document.forms[0].submit();</script>"
+    );
+    let forger = Page::serve(form).await;
+    browser
+        .goto(&format!("http://127.0.0.1:{}/", forger.port))
+        .await;
+    let deadline = Instant::now() + PATIENCE;
+    while requests_to(&server, "/v1/session/login")
+        .iter()
+        .all(|(_, status)| *status != 415)
+    {
+        assert!(Instant::now() < deadline, "the form's post never arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    browser.goto(&format!("{base}/account")).await;
+    browser.wait_for_path("/login?return_to=/account").await;
+    let cookies = browser.client().get_all_cookies().await.unwrap();
+    assert!(
+        cookies.iter().all(|c| c.name() != COOKIE),
+        "signed in by another site: {cookies:?}"
+    );
+    browser.close().await;
+    drop((evil, forger, server));
+}
+
+async fn after_sign_out_the_back_button_shows_no_account_page() {
+    let (server, base) = site().await;
+    let mut browser = Browser::open("back_button").await;
+    browser.sign_in(&base, None).await;
+    browser.wait_for_path("/account").await;
+    browser.click("#sign-out").await;
+    browser.wait_for_path("/login").await;
+    browser.client().back().await.unwrap();
+    // The account page is asked for again (never shown from a cache), and sends the browser
+    // to sign in.
+    browser.wait_for_path("/login?return_to=/account").await;
+    assert_eq!(browser.count("#sessions").await, 0);
+    assert_eq!(browser.count("#sign-in").await, 1);
+    let asked = requests_to(&server, "/account");
+    assert_eq!(
+        asked.last().map(|(_, status)| *status),
+        Some(303),
+        "{asked:?}"
+    );
+    browser.close().await;
+    drop(server);
+}
+
+/// Through nginx (`tests/gateway/nginx.conf`): the application sends the browser to sign in,
+/// back to the application, which learns who it is; after signing out it is refused again.
+async fn through_nginx_sign_in_reaches_the_application_and_sign_out_is_refused(backend: Backend) {
+    let gateway = Gateway::start(backend, &[]).await;
+    let base = format!("http://a.localhost:{}", gateway.port());
+    let mut browser = Browser::open("nginx").await;
+    browser.goto(&format!("{base}/app/page?x=1")).await;
+    browser
+        .wait_for_path("/login?return_to=/app/page?x=1")
+        .await;
+    browser.sign_in(&base, Some("/app/page?x=1")).await;
+    browser.wait_for_path("/app/page?x=1").await;
+    // Chromium shows a JSON answer as text in a `pre`.
+    let body = browser.text("pre").await;
+    let echoed: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{body}"));
+    assert_eq!(echoed["user"], "alice", "{body}");
+    browser.goto(&format!("{base}/account")).await;
+    browser.click("#sign-out").await;
+    browser.wait_for_path("/login").await;
+    browser.goto(&format!("{base}/app/page?x=1")).await;
+    browser
+        .wait_for_path("/login?return_to=/app/page?x=1")
+        .await;
+    browser.close().await;
+    drop(gateway);
+}
+
+macro_rules! browser_tests {
+    ($($name:ident),* $(,)?) => { $(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[cfg_attr(
+            not(has_chromedriver),
+            ignore = "set WEBSESSIONS_TEST_CHROMEDRIVER (a chromedriver; Chromium at \
+                      /usr/bin/chromium or WEBSESSIONS_TEST_CHROMIUM)"
+        )]
+        async fn $name() {
+            let _one = ONE_BROWSER.lock().await;
+            super::$name().await
+        }
+    )* };
+}
+
+mod chromium {
+    use super::ONE_BROWSER;
+
+    browser_tests!(
+        sign_in_lands_on_return_to_and_a_hostile_one_on_the_account_page,
+        the_session_cookie_is_invisible_to_scripts_and_has_the_specified_attributes,
+        the_account_page_lists_both_sessions_and_ends_the_other_for_good,
+        pages_of_other_origins_cannot_write_with_the_cookie_nor_sign_anyone_in,
+        after_sign_out_the_back_button_shows_no_account_page,
+    );
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        not(all(has_chromedriver, has_nginx, has_postgres)),
+        ignore = "set WEBSESSIONS_TEST_CHROMEDRIVER, WEBSESSIONS_TEST_NGINX and \
+                  WEBSESSIONS_TEST_POSTGRES_URL"
+    )]
+    async fn through_nginx_sign_in_reaches_the_application_and_sign_out_is_refused() {
+        let _one = ONE_BROWSER.lock().await;
+        super::through_nginx_sign_in_reaches_the_application_and_sign_out_is_refused(
+            websessions_infrastructure::testing::Backend::Postgres,
+        )
+        .await
+    }
+}
