@@ -9,6 +9,16 @@ function say(text, ok) {
   message.hidden = false;
 }
 
+// Keeps keyboard users where they were: on the button, or on the message when the button has
+// gone with its row.
+function refocus(button) {
+  if (button.isConnected) {
+    button.focus();
+  } else {
+    document.getElementById("message").focus();
+  }
+}
+
 function api(method, path, body) {
   const init = { method, credentials: "same-origin", headers: {} };
   if (body !== undefined) {
@@ -22,6 +32,7 @@ function api(method, path, body) {
 function later(response) {
   const seconds = Number.parseInt(response.headers.get("Retry-After") || "", 10);
   if (!Number.isFinite(seconds)) return "Try again later.";
+  if (seconds === 1) return "Try again in a second.";
   if (seconds < 90) return `Try again in ${seconds} seconds.`;
   return `Try again in ${Math.ceil(seconds / 60)} minutes.`;
 }
@@ -34,7 +45,14 @@ async function busy(button, work) {
     say("The service could not be reached. Try again.");
   } finally {
     button.disabled = false;
+    refocus(button);
   }
+}
+
+// After a session other than this one has ended: the list, and whether any other is left.
+function othersLeft() {
+  const left = document.querySelectorAll("#sessions li:not(.current)").length;
+  document.getElementById("end-others").hidden = left === 0;
 }
 
 function signIn(form) {
@@ -79,6 +97,7 @@ function account() {
       if (response.status === 401) return signInAgain();
       if (response.ok || response.status === 404) {
         button.closest("li").remove();
+        othersLeft();
         say("That session has been signed out.", true);
       } else {
         say(`That session could not be signed out. ${later(response)}`);
@@ -91,6 +110,7 @@ function account() {
     if (response.status === 401) return signInAgain();
     if (!response.ok) return say(`The other sessions could not be signed out. ${later(response)}`);
     for (const item of document.querySelectorAll("#sessions li:not(.current)")) item.remove();
+    othersLeft();
     say("Every other session has been signed out.", true);
   }));
   const form = document.getElementById("password-change");
@@ -109,6 +129,7 @@ function account() {
       if (response.ok) {
         form.reset();
         for (const item of document.querySelectorAll("#sessions li:not(.current)")) item.remove();
+        othersLeft();
         return say("Your password has been changed, and your other sessions signed out.", true);
       }
       if (response.status === 403) return say("The current password is not right.");
@@ -122,7 +143,11 @@ function account() {
   });
   const signOut = document.getElementById("sign-out");
   signOut.addEventListener("click", () => busy(signOut, async () => {
-    await api("POST", "/v1/session/logout");
+    const response = await api("POST", "/v1/session/logout");
+    if (!response.ok && response.status !== 401) {
+      // Not signed out (the service is unavailable): say so rather than pretend.
+      return say(`You are still signed in: signing out failed. ${later(response)}`);
+    }
     // The account page stays in the history; going back asks the server for it again
     // (no-store), which sends the browser to sign in.
     window.location.assign("/login");

@@ -310,7 +310,7 @@ pub struct Config {
     pub housekeeping_interval: StdDuration,
     pub cookie: CookieSettings,
     pub trusted_proxies: Vec<IpNet>,
-    /// Normalised `host:port` of each trusted origin.
+    /// Each trusted origin as `scheme://host:port` (`origin_of`).
     pub trusted_origins: Vec<String>,
     pub log_format: LogFormat,
     pub limits: Limits,
@@ -390,6 +390,14 @@ pub fn normalise_origin(text: &str) -> Option<String> {
         return None;
     }
     normalise_host(authority, default_port)
+}
+
+/// `scheme://host:port` in lower case (the port defaulted from the scheme): an origin as
+/// trusted origins are listed and compared; `None` without an http(s) scheme.
+pub fn origin_of(text: &str) -> Option<String> {
+    let (scheme, _) = text.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    normalise_origin(text).map(|host| format!("{scheme}://{host}"))
 }
 
 /// `host[:port]` to `host:port` in lower case; `None` when malformed or the port is missing
@@ -592,7 +600,7 @@ impl ConfigArgs {
     fn trusted_origins(&self) -> Result<Vec<String>, ConfigError> {
         list(&self.trusted_origins)
             .map(|entry| {
-                normalise_origin(entry).ok_or_else(|| {
+                origin_of(entry).ok_or_else(|| {
                     bad(
                         "WEBSESSIONS_TRUSTED_ORIGINS",
                         format!("{entry:?}: expected an origin such as https://app.example.com"),
@@ -843,7 +851,7 @@ mod tests {
         assert_eq!(config.trusted_proxies.len(), 2);
         assert_eq!(
             config.trusted_origins,
-            ["app.example.com:443", "localhost:3000"]
+            ["https://app.example.com:443", "http://localhost:3000"]
         );
     }
 
@@ -867,5 +875,10 @@ mod tests {
             Some("a.example:443".into())
         );
         assert_eq!(normalise_origin("null"), None);
+        assert_eq!(
+            origin_of("HTTP://A.example:8080/").as_deref(),
+            Some("http://a.example:8080")
+        );
+        assert_eq!(origin_of("a.example:443"), None);
     }
 }

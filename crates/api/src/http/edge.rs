@@ -8,7 +8,7 @@ use poem::Request;
 use poem::http::{Method, header};
 use websessions_domain::{ClientIp, Credential, Presented, TokenLength};
 
-use crate::config::{CookieSettings, SameSite, normalise_host, normalise_origin};
+use crate::config::{CookieSettings, SameSite, normalise_host, normalise_origin, origin_of};
 
 /// The settings the edge needs.
 #[derive(Clone, Debug)]
@@ -29,11 +29,6 @@ fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(key, _)| *key == name)
         .map(|(_, value)| value.trim())
-}
-
-/// Whether the request carries the session cookie, valid or not.
-pub fn has_session_cookie(req: &Request, settings: &EdgeSettings) -> bool {
-    cookie(req, &settings.cookie.name).is_some()
 }
 
 /// How the credential was presented.
@@ -114,17 +109,17 @@ pub fn client_ip(req: &Request, settings: &EdgeSettings) -> ClientIp {
     ClientIp::new(chosen)
 }
 
-/// R12: a state-changing request with the session cookie and no `Authorization` header is
-/// refused when it comes from another site.
+/// R12: a state-changing request with no `Authorization` header is refused when a browser
+/// says it comes from another site, with the session cookie or without it: without it, another
+/// site's form could still set or clear the cookie (a new anonymous session replacing a
+/// signed-in one, a logout). Clients that are not browsers send neither `Sec-Fetch-Site` nor
+/// `Origin`, and are not concerned.
 pub fn is_refused_cross_site(req: &Request, settings: &EdgeSettings) -> bool {
     let state_changing = matches!(
         *req.method(),
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     );
-    if !state_changing
-        || req.headers().contains_key(header::AUTHORIZATION)
-        || !has_session_cookie(req, settings)
-    {
+    if !state_changing || req.headers().contains_key(header::AUTHORIZATION) {
         return false;
     }
     let header_text = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
@@ -133,8 +128,8 @@ pub fn is_refused_cross_site(req: &Request, settings: &EdgeSettings) -> bool {
         .as_deref()
     {
         Some("cross-site" | "same-site") => true,
-        _ => header_text("origin").is_some_and(|origin| {
-            let Some(origin) = normalise_origin(origin) else {
+        _ => header_text("origin").is_some_and(|origin_header| {
+            let Some(origin) = normalise_origin(origin_header) else {
                 return true; // "null" or garbage: not this site.
             };
             let default_port = origin.rsplit_once(':').and_then(|(_, p)| p.parse().ok());
@@ -142,7 +137,9 @@ pub fn is_refused_cross_site(req: &Request, settings: &EdgeSettings) -> bool {
                 .map(str::to_owned)
                 .or_else(|| req.uri().authority().map(ToString::to_string))
                 .and_then(|host| normalise_host(&host, default_port));
-            host.as_deref() != Some(origin.as_str()) && !settings.trusted_origins.contains(&origin)
+            let trusted = origin_of(origin_header)
+                .is_some_and(|origin| settings.trusted_origins.contains(&origin));
+            host.as_deref() != Some(origin.as_str()) && !trusted
         }),
     }
 }
@@ -184,7 +181,7 @@ mod tests {
                 same_site: SameSite::Lax,
             },
             trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
-            trusted_origins: vec!["partner.example:443".into()],
+            trusted_origins: vec!["https://partner.example:443".into()],
             token_length: TokenLength::default(),
         }
     }
@@ -290,12 +287,22 @@ mod tests {
             "192.0.2.1:1",
         );
         assert!(!is_refused_cross_site(&bearer, &settings()));
+        // Without the cookie too: another site's form must not set or clear it.
         let no_cookie = request(
             Method::POST,
             &[("sec-fetch-site", "cross-site")],
             "192.0.2.1:1",
         );
-        assert!(!is_refused_cross_site(&no_cookie, &settings()));
+        assert!(is_refused_cross_site(&no_cookie, &settings()));
+        let foreign = request(
+            Method::POST,
+            &[("origin", "https://evil.example"), ("host", "app.example")],
+            "192.0.2.1:1",
+        );
+        assert!(is_refused_cross_site(&foreign, &settings()));
+        // A client that is not a browser says neither.
+        let plain = request(Method::POST, &[], "192.0.2.1:1");
+        assert!(!is_refused_cross_site(&plain, &settings()));
     }
 
     #[test]
@@ -316,6 +323,8 @@ mod tests {
         assert!(case("http://app.example", "app.example:8080"));
         assert!(case("null", "app.example"));
         assert!(!case("https://partner.example", "app.example"));
+        // A trusted origin is a scheme too.
+        assert!(case("http://partner.example:443", "app.example"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use percent_encoding::percent_decode_str;
 
-use crate::config::normalise_origin;
+use crate::config::origin_of;
 
 /// Where a sign-in goes when `return_to` is missing or refused.
 pub const DEFAULT: &str = "/account";
@@ -13,8 +13,11 @@ pub const DEFAULT: &str = "/account";
 const MAX_LENGTH: usize = 2048;
 
 /// `return_to` from a query string. The parameter's value runs to the end of the query, so
-/// that a gateway may append the original URL unencoded (`/login?return_to=$request_uri` in
-/// nginx, which has no URL encoder) and keep its own query; it is percent-decoded once.
+/// that a gateway may append the original address unencoded (`/login?return_to=$request_uri`
+/// in nginx, which has no URL encoder) and keep its own query. Such an address (it starts with
+/// `/`, `http://` or `https://`) is taken as it is, since decoding would change it (`a+b`,
+/// `C%23`, `%2F` in its query); any other value is form-encoded, as a browser writes it, and
+/// is decoded once.
 pub fn from_query(query: &str) -> Option<String> {
     let start = if query.starts_with("return_to=") {
         0
@@ -22,8 +25,11 @@ pub fn from_query(query: &str) -> Option<String> {
         query.find("&return_to=")? + 1
     };
     let raw = &query[start + "return_to=".len()..];
-    let raw = raw.replace('+', " ");
-    percent_decode_str(&raw)
+    let lower = raw.get(..8).unwrap_or(raw).to_ascii_lowercase();
+    if raw.starts_with('/') || lower.starts_with("http://") || lower.starts_with("https://") {
+        return Some(raw.to_owned());
+    }
+    percent_decode_str(&raw.replace('+', " "))
         .decode_utf8()
         .ok()
         .map(|text| text.into_owned())
@@ -52,16 +58,14 @@ fn is_allowed(target: &str, trusted_origins: &[String]) -> bool {
     is_trusted_url(target, trusted_origins)
 }
 
-/// An absolute http(s) URL whose `scheme://host[:port]` is a trusted origin.
+/// An absolute http(s) URL whose `scheme://host[:port]` is a trusted origin (the scheme
+/// too: `http://` on a trusted `https://` origin's port is refused).
 fn is_trusted_url(target: &str, trusted_origins: &[String]) -> bool {
     let Some((scheme, rest)) = target.split_once("://") else {
         return false;
     };
-    if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
-        return false;
-    }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    normalise_origin(&format!("{scheme}://{authority}"))
+    origin_of(&format!("{scheme}://{authority}"))
         .is_some_and(|origin| trusted_origins.contains(&origin))
 }
 
@@ -70,7 +74,10 @@ mod tests {
     use super::*;
 
     fn trusted() -> Vec<String> {
-        vec!["app.example:443".to_owned(), "a.localhost:8080".to_owned()]
+        vec![
+            "https://app.example:443".to_owned(),
+            "http://a.localhost:8080".to_owned(),
+        ]
     }
 
     fn goes_to(target: &str) -> String {
@@ -118,6 +125,8 @@ mod tests {
             "https://app.example.evil.example/",
             "https://app.example:444/",
             "http://app.example/",
+            "http://app.example:443/x",
+            "https://a.localhost:8080/x",
             "ftp://app.example/",
             "https:/app.example",
             "/account\n",
@@ -140,17 +149,26 @@ mod tests {
     }
 
     #[test]
-    fn the_parameter_runs_to_the_end_of_the_query_and_is_decoded_once() {
-        assert_eq!(
-            from_query("return_to=/app?x=1&y=2").as_deref(),
-            Some("/app?x=1&y=2")
-        );
-        assert_eq!(
-            from_query("a=1&return_to=%2Fapp%3Fx%3D1").as_deref(),
-            Some("/app?x=1")
-        );
-        assert_eq!(from_query("return_to=/%252F").as_deref(), Some("/%2F"));
-        assert_eq!(from_query("return_to=/a+b").as_deref(), Some("/a b"));
+    fn the_parameter_runs_to_the_end_of_the_query_and_an_encoded_one_is_decoded_once() {
+        // As a gateway appends it: taken as it is.
+        let raws = [
+            "/app?x=1&y=2",
+            "/search?q=a+b",
+            "/files/a%20b.pdf",
+            "/wiki/C%23",
+            "/a?next=%2Fhome%3Fx%3D1",
+            "HTTPS://app.example/a%20b",
+        ];
+        for raw in raws {
+            let query = format!("return_to={raw}");
+            assert_eq!(from_query(&query).as_deref(), Some(raw));
+        }
+        assert_eq!(destination(Some("/search?q=a+b"), &[]), "/search?q=a+b");
+        // As a browser encodes it: decoded once.
+        let decoded = from_query("a=1&return_to=%2Fapp%3Fx%3D1");
+        assert_eq!(decoded.as_deref(), Some("/app?x=1"));
+        assert_eq!(from_query("return_to=%2F%2532").as_deref(), Some("/%32"));
+        assert_eq!(from_query("return_to=%2Fa+b").as_deref(), Some("/a b"));
         assert_eq!(from_query("xreturn_to=/app"), None);
         assert_eq!(from_query("a=1"), None);
         assert_eq!(from_query("return_to=%FF"), None);
