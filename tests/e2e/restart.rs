@@ -79,9 +79,13 @@ impl OwnDatabase {
                     .map(|prefix| prefix.join("bin/mariadb-install-db"))
                     .filter(|path| path.exists())
                     .unwrap_or_else(|| PathBuf::from("mariadb-install-db"));
+                // A temporary directory of its own: a mariadbd starting beside it removes
+                // every `#sql*` file in its tmpdir, which broke a concurrent bootstrap in /tmp.
+                std::fs::create_dir(dir.path().join("tmp")).unwrap();
                 run(Command::new(install)
                     .arg("--no-defaults")
                     .arg(format!("--datadir={}", data.display()))
+                    .arg(format!("--tmpdir={}", dir.path().join("tmp").display()))
                     .args(["--user=root", "--auth-root-authentication-method=normal"]));
             }
         }
@@ -141,6 +145,7 @@ impl OwnDatabase {
                     .arg("--no-defaults")
                     .arg(format!("--datadir={}", self.data().display()))
                     .arg(format!("--port={}", self.port))
+                    .arg(format!("--tmpdir={}", self.dir.path().join("tmp").display()))
                     .arg(format!(
                         "--socket={}",
                         self.dir.path().join("sock").display()
