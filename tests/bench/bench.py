@@ -15,6 +15,14 @@ missing). Builds the release binary, then for each run measures:
   d-1m       (a) with 1 million sessions in the table
   e-purge    (a) while `websessions purge` deletes 1 million expired rows
   f-nginx    (a) through nginx (tests/gateway/nginx.conf) to two processes on one database
+  peer-pg    the peer: axum + tower-sessions 0.14 (tests/bench/peer, default read-only
+             configuration) reading its session per request, PostgreSQL, same database
+  peer-sqlite  the same on SQLite, same database file
+
+Every row reports the server's CPU per request and its ratio to the HTTP floor's (the same
+server's GET /health/live on that database); the targets of issue 14 are checked below the
+table: recognition's CPU per request at most 2.5 x the floor's, and at least 1.3 x the peer's
+requests/s, on PostgreSQL and on SQLite.
 
 For PostgreSQL scenarios it counts statements (committed transactions) and round trips (data
 segments the server sent to PostgreSQL, from `ss`) per request,
@@ -44,6 +52,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 # BENCH_BIN measures another build (an earlier commit's, say) with the same script.
 BIN = os.environ.get("BENCH_BIN") or os.path.join(ROOT, "target", "release", "websessions")
+PEER_TARGET = os.path.join(ROOT, "target", "bench-peer")
+PEER_BIN = os.path.join(PEER_TARGET, "release", "websessions-bench-peer")
 PG = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
 CREDENTIAL_COUNT = 300
 WARMUP_S = 2
@@ -78,6 +88,13 @@ def ensure_tools():
 def build():
     print("building the release binary ...", file=sys.stderr)
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "websessions-api"], cwd=ROOT, check=True)
+
+
+def build_peer():
+    print("building the peer (tests/bench/peer) ...", file=sys.stderr)
+    subprocess.run(["cargo", "build", "--release", "-q", "--manifest-path",
+                    os.path.join(HERE, "peer", "Cargo.toml"), "--target-dir", PEER_TARGET],
+                   check=True)
 
 
 def free_port():
@@ -150,7 +167,34 @@ class Database:
 
 # ---- the server ----
 
-class Server:
+class Process:
+    """A server process whose CPU time and peak memory can be read."""
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+
+    def peak_rss_mib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def wait_until_serving(self, path):
+        deadline = time.time() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=1)
+                return
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.05)
+
+
+class Server(Process):
     def __init__(self, db, **settings):
         self.port = free_port()
         env = dict(os.environ,
@@ -165,27 +209,7 @@ class Server:
         self.env = env
         self.proc = subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
-        deadline = time.time() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health/live", timeout=1)
-                break
-            except OSError:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def cpu_seconds(self):
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICK
-
-    def peak_rss_mib(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        return float("nan")
+        self.wait_until_serving("/health/live")
 
     def pg_segments_out(self):
         """Data segments this server has sent to PostgreSQL, per open connection. Every
@@ -212,10 +236,35 @@ class Server:
         self.proc.wait(timeout=40)
 
 
+class Peer(Process):
+    """The peer (tests/bench/peer) on `db`'s database, with CREDENTIAL_COUNT sessions of its
+    own; `credentials_file` holds their cookies (cookie `id`, path `/`)."""
+
+    COOKIE = "id"
+    PATH = "/"
+
+    def __init__(self, db):
+        cookies = run([PEER_BIN, "seed", db.url, str(CREDENTIAL_COUNT)])
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+            f.write(cookies)
+            self.credentials_file = f.name
+        self.port = free_port()
+        self.proc = subprocess.Popen([PEER_BIN, "serve", db.url, str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.wait_until_serving(self.PATH)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=40)
+        os.unlink(self.credentials_file)
+
+
 # ---- load ----
 
-def wrk(port, credentials_file, path="/v1/session", duration=DURATION_S):
+def wrk(port, credentials_file, path="/v1/session", duration=DURATION_S, cookie=None):
     env = dict(os.environ, CREDENTIALS=credentials_file, BENCH_PATH=path)
+    if cookie:
+        env["COOKIE_NAME"] = cookie
     out = run(["wrk", "-t2", "-c32", f"-d{duration}s", "-s", os.path.join(HERE, "recognise.lua"),
                f"http://127.0.0.1:{port}{path}"], env=env)
     line = next(l for l in out.splitlines() if l.startswith("BENCH "))
@@ -277,19 +326,21 @@ def through_nginx(servers, nginx, credentials_file):
     spent = [p.cpu_seconds() - c for p, c in zip(parts, cpu0)]
     elapsed = time.time() - t0
     result["cpu"] = sum(spent) / elapsed
+    result["cpu_us"] = result["cpu"] / result["rps"] * 1e6
     result["nginx_cpu"] = spent[-1] / elapsed
     result["rss_mib"] = max(s.peak_rss_mib() for s in servers)
     return result
 
 
-def measure(server, credentials_file, db=None, path="/v1/session", during=None):
+def measure(server, credentials_file, db=None, path="/v1/session", during=None, cookie=None):
     """Warm up, then one measured wrk run with the server's CPU and peak RSS."""
-    wrk(server.port, credentials_file, path, duration=WARMUP_S)
+    wrk(server.port, credentials_file, path, duration=WARMUP_S, cookie=cookie)
     before_tx = db.transactions() if db is not None and db.kind == "pg" else None
     before_segments = server.pg_segments_out() if before_tx is not None else None
     cpu0, t0 = server.cpu_seconds(), time.time()
-    result = wrk(server.port, credentials_file, path)
+    result = wrk(server.port, credentials_file, path, cookie=cookie)
     result["cpu"] = (server.cpu_seconds() - cpu0) / (time.time() - t0)
+    result["cpu_us"] = result["cpu"] / result["rps"] * 1e6
     result["rss_mib"] = server.peak_rss_mib()
     if before_tx is not None:
         after = server.pg_segments_out()
@@ -338,6 +389,10 @@ def one_run(credentials_file):
     results["pg-write"] = pgbench(db, WRITE_SQL, CREDENTIAL_COUNT)
     server.stop()
 
+    peer = Peer(db)
+    results["peer-pg"] = measure(peer, peer.credentials_file, path=Peer.PATH, cookie=Peer.COOKIE)
+    peer.stop()
+
     server = Server(db, touch_interval="0")
     results["b-pg"] = measure(server, credentials_file, db)
     server.stop()
@@ -367,6 +422,10 @@ def one_run(credentials_file):
     results["a-sqlite"] = measure(server, credentials_file)
     results["floor-sqlite"] = measure(server, credentials_file, path="/health/live")
     server.stop()
+    peer = Peer(db)
+    results["peer-sqlite"] = measure(peer, peer.credentials_file, path=Peer.PATH,
+                                     cookie=Peer.COOKIE)
+    peer.stop()
     db.drop()
 
     db = Database("pg", 1_000_000)
@@ -407,6 +466,20 @@ ROWS = [
     ("d-1m", "(d) (a) with 1M sessions", ("a-pg", "rps", ">=", 0.90)),
     ("e-purge", "(e) (a) while purging 1M rows", ("a-pg", "p99_ms", "<", 3.0)),
     ("f-nginx", "(f) (a) through nginx to 2 processes", None),
+    ("floor-sqlite", "GET /health/live on SQLite (HTTP floor)", None),
+    ("peer-pg", "peer: axum + tower-sessions 0.14, PostgreSQL", None),
+    ("peer-sqlite", "peer: axum + tower-sessions 0.14, SQLite", None),
+]
+
+# Each row's HTTP floor: the same database's GET /health/live.
+FLOOR = {key: ("floor-sqlite" if "sqlite" in key else "floor") for key, _, _ in ROWS}
+
+# Issue 14's targets: (label, key, field, op, base key, bound).
+TARGETS = [
+    ("recognition CPU per request, PostgreSQL", "a-pg", "cpu_us", "<=", "floor", 2.5),
+    ("recognition CPU per request, SQLite", "a-sqlite", "cpu_us", "<=", "floor-sqlite", 2.5),
+    ("recognition requests/s vs the peer, PostgreSQL", "a-pg", "rps", ">=", "peer-pg", 1.3),
+    ("recognition requests/s vs the peer, SQLite", "a-sqlite", "rps", ">=", "peer-sqlite", 1.3),
 ]
 
 
@@ -417,12 +490,14 @@ def median(runs, key, field):
 
 def table(runs):
     lines = [
-        "| target | requests/s | p50 ms | p99 ms | non-2xx | server CPU (cores) | peak RSS MiB | statements/request | round trips/request | ratio to baseline | target met |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| target | requests/s | p50 ms | p99 ms | non-2xx | server CPU (cores) | server CPU us/request | x floor's CPU/request | peak RSS MiB | statements/request | round trips/request | ratio to baseline | target met |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, label, target in ROWS:
         m = {f: median(runs, key, f)
-             for f in ("rps", "p50_ms", "p99_ms", "non2xx", "cpu", "rss_mib", "stmts", "round_trips")}
+             for f in ("rps", "p50_ms", "p99_ms", "non2xx", "cpu", "cpu_us", "rss_mib", "stmts",
+                       "round_trips")}
+        floor_ratio = m["cpu_us"] / median(runs, FLOOR[key], "cpu_us")
         ratio, met = "", ""
         if target:
             base_key, field, op, bound = target
@@ -432,7 +507,14 @@ def table(runs):
             met = "yes" if ok and m["rss_mib"] < 64 else "NO"
         lines.append(
             f"| {label} | {m['rps']:.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | {m['non2xx']:.0f} | "
-            f"{m['cpu']:.2f} | {m['rss_mib']:.1f} | {m['stmts']:.2f} | {m['round_trips']:.2f} | {ratio} | {met} |")
+            f"{m['cpu']:.2f} | {m['cpu_us']:.1f} | {floor_ratio:.2f} | {m['rss_mib']:.1f} | "
+            f"{m['stmts']:.2f} | {m['round_trips']:.2f} | {ratio} | {met} |")
+    lines += ["", "| issue 14 target | measured | target | met |", "|---|---|---|---|"]
+    for label, key, field, op, base_key, bound in TARGETS:
+        value = median(runs, key, field) / median(runs, base_key, field)
+        ok = value <= bound if op == "<=" else value >= bound
+        lines.append(f"| {label} | {value:.2f} x {base_key} {field} | {op} {bound} | "
+                     f"{'yes' if ok else 'NO'} |")
     extra = [
         f"- logins/s during (c): {median(runs, 'c-pg', 'logins_per_s'):.1f}",
         f"- purge during (e): {median(runs, 'e-purge', 'purged'):.0f} rows in {median(runs, 'e-purge', 'purge_s'):.1f} s",
@@ -456,6 +538,7 @@ def main():
     ensure_tools()
     if not os.environ.get("BENCH_BIN"):
         build()
+    build_peer()
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
         f.write("\n".join(credential(i) for i in range(1, CREDENTIAL_COUNT + 1)) + "\n")
         credentials_file = f.name

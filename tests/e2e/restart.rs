@@ -145,7 +145,10 @@ impl OwnDatabase {
                     .arg("--no-defaults")
                     .arg(format!("--datadir={}", self.data().display()))
                     .arg(format!("--port={}", self.port))
-                    .arg(format!("--tmpdir={}", self.dir.path().join("tmp").display()))
+                    .arg(format!(
+                        "--tmpdir={}",
+                        self.dir.path().join("tmp").display()
+                    ))
                     .arg(format!(
                         "--socket={}",
                         self.dir.path().join("sock").display()

@@ -1,7 +1,7 @@
-//! Recognition's own connections (see `src/sessions/hot_path.rs`): what happens to them when
-//! the server ends them, and when a request is cancelled mid-statement. PostgreSQL and
-//! MySQL/MariaDB (SQLite recognises on the shared pool); a backend that is not configured is
-//! reported as ignored.
+//! Recognition's own connections and batched reads (see `src/sessions/hot_path.rs`): every
+//! concurrent read gets its own row (all backends); what happens to the connections when the
+//! server ends them, and when a request is cancelled mid-statement (PostgreSQL and
+//! MySQL/MariaDB). A backend that is not configured is reported as ignored.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -61,7 +61,7 @@ async fn end_connections(db: &TestDb, backend: Backend) {
             }
             admin.commit().await.unwrap();
         }
-        Backend::Sqlite => unreachable!("SQLite recognises on the shared pool"),
+        Backend::Sqlite => unreachable!("no server ends an embedded file's connections"),
     }
 }
 
@@ -84,6 +84,90 @@ on_servers!(
     recognition_survives_the_server_ending_its_kept_connections,
     a_recognition_cancelled_mid_statement_never_hands_its_answer_to_the_next,
 );
+
+mod sqlite {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_reads_each_get_their_own_row() {
+        crate::concurrent_reads_each_get_their_own_row(
+            websessions_infrastructure::testing::Backend::Sqlite,
+        )
+        .await
+    }
+}
+
+mod servers {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        not(has_postgres),
+        ignore = "set WEBSESSIONS_TEST_POSTGRES_URL to run on PostgreSQL"
+    )]
+    async fn concurrent_reads_each_get_their_own_row_on_postgres() {
+        crate::concurrent_reads_each_get_their_own_row(
+            websessions_infrastructure::testing::Backend::Postgres,
+        )
+        .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        not(has_mysql),
+        ignore = "set WEBSESSIONS_TEST_MYSQL_URL to run on MySQL/MariaDB"
+    )]
+    async fn concurrent_reads_each_get_their_own_row_on_mysql() {
+        crate::concurrent_reads_each_get_their_own_row(
+            websessions_infrastructure::testing::Backend::Mysql,
+        )
+        .await
+    }
+}
+
+/// Reads sent together (up to 32 in one statement) must each come back with their own row:
+/// 600 concurrent reads over 40 sessions and 8 ids that do not exist, some of them given up
+/// half-way, as a client that goes away would.
+async fn concurrent_reads_each_get_their_own_row(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let repo = SeaSessions::new(db.store.clone()).unwrap();
+    let mut ids = Vec::new();
+    for n in 1..=40u8 {
+        ids.push((n, session(&repo, n).await));
+    }
+    let unknown = |k: i64| SessionId::new(10_000 + k).unwrap();
+    let mut reads = Vec::new();
+    for i in 0..600usize {
+        let repo = repo.clone();
+        let (n, id) = if i % 13 == 0 {
+            (0, unknown((i % 8) as i64))
+        } else {
+            ids[i % ids.len()]
+        };
+        let abandoned = i % 17 == 0;
+        reads.push(tokio::spawn(async move {
+            if abandoned {
+                // Given up before its answer: the batch it was in must still answer the rest.
+                let _ = tokio::time::timeout(std::time::Duration::ZERO, repo.find(id)).await;
+                return None;
+            }
+            Some((n, id, repo.find(id).await.unwrap()))
+        }));
+    }
+    let mut answered = 0;
+    for read in reads {
+        let Some((n, id, found)) = read.await.unwrap() else {
+            continue;
+        };
+        answered += 1;
+        if n == 0 {
+            assert!(found.is_none(), "{id} does not exist");
+        } else {
+            let row = found.unwrap_or_else(|| panic!("{id} exists"));
+            assert_eq!(row.id, id);
+            assert_eq!(row.token_hash, Token::from_bytes(vec![n; 16]).hash());
+        }
+    }
+    assert!(answered > 500, "{answered}");
+    repo.close().await;
+    db.drop().await;
+}
 
 async fn recognition_survives_the_server_ending_its_kept_connections(backend: Backend) {
     let db = TestDb::new(backend).await;

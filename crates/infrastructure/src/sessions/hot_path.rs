@@ -1,23 +1,30 @@
 //! The hot path: recognition's statements (R2's read, R3's touch, and with `touch_interval = 0`
-//! the touch-and-read), rendered once at start-up from `table`'s vocabulary, and run by one of
-//! two strategies chosen once per database.
+//! the touch-and-read), rendered once at start-up from `table`'s vocabulary, and run on
+//! connections of the hot path's own.
 //!
 //! Rendering: each statement is built with SeaQuery from the same conditions every other
 //! statement uses, with a distinct marker value in place of each request value; the rendered
 //! statement's values then say which request value each placeholder takes (PostgreSQL numbers
 //! its placeholders, MySQL and SQLite bind one used twice twice, and the markers cover both).
 //!
-//! Strategies: SQLite runs them on the shared pool (its "round trip" is a hop to a thread in
-//! the same process). PostgreSQL and MySQL/MariaDB run them on connections of their own,
-//! because sqlx's pool answers every connection's return with a round trip (its "ping on
-//! release": a `Sync` on PostgreSQL, `COM_PING` on MySQL) from a task it spawns, which doubled
-//! the round trips and wake-ups per request. These connections go back to the idle list
-//! synchronously, and a checkout that did not finish cleanly (an error, or a request cancelled
-//! mid-statement) closes its connection instead of returning it.
+//! Connections of its own: sqlx's pool answers every connection's return with a round trip
+//! (its "ping on release": a `Sync` on PostgreSQL, `COM_PING` on MySQL, a hop to the
+//! connection's thread on SQLite) from a task it spawns, which doubled the round trips and
+//! wake-ups per request. These connections go back to the idle list synchronously, and a
+//! checkout that did not finish cleanly (an error, or a request cancelled mid-statement)
+//! closes its connection instead of returning it.
+//!
+//! Reads together: the reads of concurrent recognitions are sent as one statement
+//! (`WHERE id IN (...)`, up to `MAX_BATCH` ids), each request waiting for its own row of it.
+//! Every request still reads its row from the database while it runs, and nothing outlives
+//! it; what is shared is the round trip, the wake-ups and the database's statement overhead,
+//! which were most of a recognition's CPU (tests/bench/profile.md). Two readers send batches,
+//! so a batch is never held back by the one before it.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -28,6 +35,7 @@ use sea_orm::sea_query::{
 use sea_orm::sqlx::error::BoxDynError;
 use sea_orm::sqlx::mysql::{MySql, MySqlConnection};
 use sea_orm::sqlx::postgres::{PgConnection, Postgres};
+use sea_orm::sqlx::sqlite::{Sqlite, SqliteConnection};
 use sea_orm::sqlx::{
     self, Arguments, AssertSqlSafe, ColumnIndex, Connection, Database, Decode, Encode, FromRow,
     Row, Type,
@@ -37,7 +45,7 @@ use sea_orm::{
     IdenStatic, QueryFilter, QueryTrait, Statement, Value,
 };
 use time::OffsetDateTime;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{Notify, Semaphore, SemaphorePermit, oneshot};
 use websessions_domain::ports::Target;
 use websessions_domain::{InfraError, SessionId};
 
@@ -142,6 +150,8 @@ fn marked(absolute: bool, ip: bool) -> Bound {
 #[derive(Clone, Debug)]
 struct Statements {
     find: Prepared,
+    /// The read of `BATCH_SIZES[i]` sessions by id, whose placeholders all take ids, in order.
+    find_many: Vec<Arc<str>>,
     touch: Vec<Prepared>,
     /// PostgreSQL's touch-and-read in one statement (`UPDATE ... RETURNING` joined with the
     /// user). MySQL and SQLite touch, then read.
@@ -195,6 +205,10 @@ impl Statements {
         };
         Ok(Self {
             find: Prepared::from_statement(find.build(backend))?,
+            find_many: BATCH_SIZES
+                .into_iter()
+                .map(|size| render_find_many(backend, size))
+                .collect::<Result<_, _>>()?,
             touch: VARIANTS
                 .into_iter()
                 .map(render_touch)
@@ -202,6 +216,30 @@ impl Statements {
             touch_and_find,
         })
     }
+}
+
+/// How many reads one statement carries at most.
+const MAX_BATCH: usize = 32;
+
+/// The batch sizes statements are rendered for; a batch is padded to the next one (with its
+/// last id again), so each connection prepares at most this many reads.
+const BATCH_SIZES: [usize; 6] = [1, 2, 4, 8, 16, MAX_BATCH];
+
+/// The read of `size` sessions by id, checked to bind exactly `size` ids in order.
+fn render_find_many(backend: DbBackend, size: usize) -> Result<Arc<str>, InfraError> {
+    const BASE: i64 = i64::MIN + 1000;
+    let markers: Vec<i64> = (0..size as i64).map(|i| BASE + i).collect();
+    let statement = select_records()
+        .filter(sessions::Column::Id.is_in(markers.clone()))
+        .build(backend);
+    let bound: Vec<Value> = statement.values.map(|v| v.0).unwrap_or_default();
+    let expected: Vec<Value> = markers.into_iter().map(Value::from).collect();
+    if bound != expected {
+        return Err(InfraError::Unexpected(anyhow::anyhow!(
+            "a batched read binds other values than its ids"
+        )));
+    }
+    Ok(statement.sql.into())
 }
 
 /// A request's values for the prebuilt statements.
@@ -301,26 +339,36 @@ pub(crate) trait HotPath: Send + Sync + fmt::Debug {
     async fn close(&self);
 }
 
-/// The hot path for `store`: connections of its own on PostgreSQL and MySQL/MariaDB (sized
-/// and timed like the pool, waiting for the database as the store does), the shared pool on
-/// SQLite (and on a disconnected handle, which only renders the statements).
+/// The hot path for `store`: connections of its own (sized and timed like the pool, waiting
+/// for the database as the store does), with two readers sending the batched reads; on a
+/// disconnected handle, which only renders the statements, the shared pool.
+///
+/// # Errors
+/// When the statements cannot be rendered (a defect), or there is no runtime to read on.
 pub(crate) fn for_database(store: &Store) -> Result<Arc<dyn HotPath>, InfraError> {
     let db = &store.conn;
     let patience = store.patience.clone();
     Ok(match &db.inner {
         DatabaseConnectionType::SqlxPostgresPoolConnection(_) => {
-            Arc::new(Connections::<PgConnection>::like(
+            Connections::<PgConnection>::start(
                 db.get_postgres_connection_pool(),
                 Statements::render(DbBackend::Postgres)?,
                 patience,
-            ))
+            )?
         }
         DatabaseConnectionType::SqlxMySqlPoolConnection(_) => {
-            Arc::new(Connections::<MySqlConnection>::like(
+            Connections::<MySqlConnection>::start(
                 db.get_mysql_connection_pool(),
                 Statements::render(DbBackend::MySql)?,
                 patience,
-            ))
+            )?
+        }
+        DatabaseConnectionType::SqlxSqlitePoolConnection(_) => {
+            Connections::<SqliteConnection>::start(
+                db.get_sqlite_connection_pool(),
+                Statements::render(DbBackend::Sqlite)?,
+                patience,
+            )?
         }
         _ => Arc::new(SharedPool {
             store: store.clone(),
@@ -330,7 +378,7 @@ pub(crate) fn for_database(store: &Store) -> Result<Arc<dyn HotPath>, InfraError
     })
 }
 
-/// The shared pool (SQLite).
+/// The shared pool (a disconnected handle: nothing runs).
 #[derive(Debug)]
 struct SharedPool {
     store: Store,
@@ -380,6 +428,52 @@ impl HotPath for SharedPool {
 
 type BoxFuture<'c, T> = Pin<Box<dyn Future<Output = T> + Send + 'c>>;
 
+/// A recognition's read, waiting for a reader to send it.
+struct Read {
+    id: i64,
+    answer: oneshot::Sender<Result<Option<SessionRow>, InfraError>>,
+}
+
+/// Reads waiting to be sent together.
+#[derive(Default)]
+struct Reads {
+    waiting: Mutex<Vec<Read>>,
+    arrived: Notify,
+    closed: AtomicBool,
+}
+
+impl Reads {
+    fn waiting(&self) -> MutexGuard<'_, Vec<Read>> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Answers every waiting read that recognition has closed.
+    fn refuse_all(&self) {
+        for read in std::mem::take(&mut *self.waiting()) {
+            let _ = read.answer.send(Err(closed()));
+        }
+    }
+
+    /// Up to `MAX_BATCH` of the waiting reads, oldest first.
+    fn take_batch(&self) -> Vec<Read> {
+        let mut waiting = self.waiting();
+        let n = waiting.len().min(MAX_BATCH);
+        let batch: Vec<Read> = waiting.drain(..n).collect();
+        if !waiting.is_empty() {
+            // The other reader takes what is left meanwhile.
+            self.arrived.notify_one();
+        }
+        batch
+    }
+}
+
+fn closed() -> InfraError {
+    InfraError::Unavailable(anyhow::anyhow!("recognition closed"))
+}
+
+/// Readers sending batches at once.
+const READERS: usize = 2;
+
 /// Up to `size` connections, opened on first need and kept open.
 struct Connections<C: Connection> {
     options: C::Options,
@@ -388,6 +482,7 @@ struct Connections<C: Connection> {
     acquire_timeout: Duration,
     statements: Statements,
     patience: Arc<Patience>,
+    reads: Reads,
 }
 
 impl<C: Connection> fmt::Debug for Connections<C> {
@@ -398,40 +493,112 @@ impl<C: Connection> fmt::Debug for Connections<C> {
     }
 }
 
-impl<C: Connection> Connections<C> {
-    /// As many connections as `pool` may hold, to the same database, with its acquire timeout.
-    fn like(pool: &sqlx::Pool<C::Database>, statements: Statements, patience: Arc<Patience>) -> Self
+impl<C: Backend + 'static> Connections<C> {
+    /// As many connections as `pool` may hold, to the same database, with its acquire timeout,
+    /// and the readers that send the batched reads on them.
+    fn start(
+        pool: &sqlx::Pool<C::Database>,
+        statements: Statements,
+        patience: Arc<Patience>,
+    ) -> Result<Arc<dyn HotPath>, InfraError>
     where
         C::Database: Database<Connection = C>,
     {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            InfraError::Unexpected(anyhow::anyhow!("recognition needs a tokio runtime"))
+        })?;
         let options = pool.options();
-        Self {
+        let connections = Arc::new(Self {
             options: (*pool.connect_options()).clone(),
             idle: Mutex::new(Vec::new()),
             permits: Semaphore::new(options.get_max_connections().max(1) as usize),
             acquire_timeout: options.get_acquire_timeout(),
             statements,
             patience,
+            reads: Reads::default(),
+        });
+        for _ in 0..READERS {
+            runtime.spawn(connections.clone().read_batches());
+        }
+        Ok(connections)
+    }
+
+    /// A reader: sends the waiting reads as one statement, answers each its row, and goes on
+    /// while reads are waiting; then waits for more.
+    async fn read_batches(self: Arc<Self>) {
+        loop {
+            self.reads.arrived.notified().await;
+            if self.reads.closed.load(Ordering::SeqCst) {
+                self.reads.refuse_all();
+                self.reads.arrived.notify_one();
+                return;
+            }
+            loop {
+                // Requests that are ready to run queue their reads first: larger batches.
+                tokio::task::yield_now().await;
+                let batch = self.reads.take_batch();
+                if batch.is_empty() {
+                    break;
+                }
+                self.read(batch).await;
+            }
         }
     }
 
+    /// One batch: one statement for every read in it.
+    async fn read(&self, batch: Vec<Read>) {
+        let mut ids: Vec<i64> = batch.iter().map(|read| read.id).collect();
+        let size = BATCH_SIZES
+            .into_iter()
+            .position(|size| size >= ids.len())
+            .unwrap_or(BATCH_SIZES.len() - 1);
+        let last = ids.last().copied().unwrap_or_default();
+        ids.resize(BATCH_SIZES[size], last);
+        let rows = self
+            .run(&(size, ids), |c, s, (size, ids)| {
+                c.find_many(&s.find_many[*size], ids)
+            })
+            .await;
+        match rows {
+            Ok(rows) => {
+                for read in batch {
+                    let row = rows.iter().find(|row| row.id == read.id).cloned();
+                    let _ = read.answer.send(Ok(row));
+                }
+            }
+            Err(error) => {
+                for read in batch {
+                    let _ = read.answer.send(Err(copy(&error)));
+                }
+            }
+        }
+    }
+}
+
+/// The same failure again, for each request of a batch.
+fn copy(error: &InfraError) -> InfraError {
+    let text = anyhow::anyhow!("{error:#}");
+    match error {
+        InfraError::Unavailable(_) => InfraError::Unavailable(text),
+        InfraError::Interrupted(_) => InfraError::Interrupted(text),
+        InfraError::Unexpected(_) => InfraError::Unexpected(text),
+    }
+}
+
+impl<C: Connection> Connections<C> {
     /// Runs `work` on a connection, waiting for the database. Every statement here is safe to
     /// repeat, so when a connection fails (the server restarted or ended it), the kept ones
     /// are presumed broken too and dropped, and the work runs again on a new connection.
-    async fn run<T>(
+    async fn run<I: ?Sized + Sync, T>(
         &self,
-        values: &Values,
-        work: impl for<'c> Fn(
-            &'c mut C,
-            &'c Statements,
-            &'c Values,
-        ) -> BoxFuture<'c, Result<T, sqlx::Error>>,
+        input: &I,
+        work: impl for<'c> Fn(&'c mut C, &'c Statements, &'c I) -> BoxFuture<'c, Result<T, sqlx::Error>>,
     ) -> Result<T, InfraError> {
         let work = &work;
         self.patience
             .run(|| async move {
                 let mut checkout = self.checkout().await?;
-                match work(&mut checkout.connection, &self.statements, values).await {
+                match work(&mut checkout.connection, &self.statements, input).await {
                     Ok(value) => {
                         checkout.release();
                         Ok(value)
@@ -500,7 +667,12 @@ impl<C: Connection> Checkout<'_, C> {
 }
 
 /// A backend's way of running the prebuilt statements on one of its connections.
-trait Backend: Connection {
+trait Backend: Connection + Sized {
+    fn find_many<'c>(
+        &'c mut self,
+        sql: &'c Arc<str>,
+        ids: &'c [i64],
+    ) -> BoxFuture<'c, Result<Vec<SessionRow>, sqlx::Error>>;
     fn find<'c>(
         &'c mut self,
         statements: &'c Statements,
@@ -511,17 +683,38 @@ trait Backend: Connection {
         statements: &'c Statements,
         values: &'c Values,
     ) -> BoxFuture<'c, Result<bool, sqlx::Error>>;
+    /// The conditional touch, then the read, on one connection (PostgreSQL does both in one
+    /// statement).
     fn touch_and_find<'c>(
         &'c mut self,
         statements: &'c Statements,
         values: &'c Values,
-    ) -> BoxFuture<'c, Result<Option<SessionRow>, sqlx::Error>>;
+    ) -> BoxFuture<'c, Result<Option<SessionRow>, sqlx::Error>> {
+        Box::pin(async move {
+            if !self.touch(statements, values).await? {
+                return Ok(None);
+            }
+            self.find(statements, values).await
+        })
+    }
 }
 
 #[async_trait]
 impl<C: Backend> HotPath for Connections<C> {
+    /// Waits for a reader to send this read with the others waiting.
     async fn find(&self, id: SessionId) -> Result<Option<SessionRow>, InfraError> {
-        self.run(&Values::find(id), |c, s, v| c.find(s, v)).await
+        let (answer, answered) = oneshot::channel();
+        self.reads.waiting().push(Read {
+            id: id.get(),
+            answer,
+        });
+        if self.reads.closed.load(Ordering::SeqCst) {
+            // Closed meanwhile, perhaps after the readers' last look: nobody else answers.
+            self.reads.refuse_all();
+        } else {
+            self.reads.arrived.notify_one();
+        }
+        answered.await.unwrap_or_else(|_| Err(closed()))
     }
 
     async fn touch(&self, target: &Target, now: OffsetDateTime) -> Result<bool, InfraError> {
@@ -539,6 +732,8 @@ impl<C: Backend> HotPath for Connections<C> {
     }
 
     async fn close(&self) {
+        self.reads.closed.store(true, Ordering::SeqCst);
+        self.reads.arrived.notify_one();
         self.permits.close();
         let idle = std::mem::take(&mut *self.idle());
         for connection in idle {
@@ -547,35 +742,64 @@ impl<C: Backend> HotPath for Connections<C> {
     }
 }
 
-impl Backend for PgConnection {
-    fn find<'c>(
-        &'c mut self,
-        statements: &'c Statements,
-        values: &'c Values,
-    ) -> BoxFuture<'c, Result<Option<SessionRow>, sqlx::Error>> {
-        Box::pin(async move {
-            let arguments = values.arguments::<Postgres>(&statements.find)?;
-            sqlx::query_as_with(statements.find.sql(), arguments)
-                .fetch_optional(self)
-                .await
-        })
-    }
+/// The statements every backend runs alike, on `$connection` of database `$database`; `$more`
+/// are the backend's own.
+macro_rules! backend {
+    ($connection:ty, $database:ty $(, $more:item)*) => {
+        impl Backend for $connection {
+            fn find_many<'c>(
+                &'c mut self,
+                sql: &'c Arc<str>,
+                ids: &'c [i64],
+            ) -> BoxFuture<'c, Result<Vec<SessionRow>, sqlx::Error>> {
+                Box::pin(async move {
+                    let mut arguments = <$database as Database>::Arguments::default();
+                    for id in ids {
+                        arguments.add(*id).map_err(sqlx::Error::Encode)?;
+                    }
+                    sqlx::query_as_with(AssertSqlSafe(sql.clone()), arguments)
+                        .fetch_all(self)
+                        .await
+                })
+            }
 
-    fn touch<'c>(
-        &'c mut self,
-        statements: &'c Statements,
-        values: &'c Values,
-    ) -> BoxFuture<'c, Result<bool, sqlx::Error>> {
-        Box::pin(async move {
-            let prepared = &statements.touch[values.variant()];
-            let arguments = values.arguments::<Postgres>(prepared)?;
-            let done = sqlx::query_with(prepared.sql(), arguments)
-                .execute(self)
-                .await?;
-            Ok(done.rows_affected() == 1)
-        })
-    }
+            fn find<'c>(
+                &'c mut self,
+                statements: &'c Statements,
+                values: &'c Values,
+            ) -> BoxFuture<'c, Result<Option<SessionRow>, sqlx::Error>> {
+                Box::pin(async move {
+                    let arguments = values.arguments::<$database>(&statements.find)?;
+                    sqlx::query_as_with(statements.find.sql(), arguments)
+                        .fetch_optional(self)
+                        .await
+                })
+            }
 
+            fn touch<'c>(
+                &'c mut self,
+                statements: &'c Statements,
+                values: &'c Values,
+            ) -> BoxFuture<'c, Result<bool, sqlx::Error>> {
+                Box::pin(async move {
+                    let prepared = &statements.touch[values.variant()];
+                    let arguments = values.arguments::<$database>(prepared)?;
+                    let done = sqlx::query_with(prepared.sql(), arguments)
+                        .execute(self)
+                        .await?;
+                    Ok(done.rows_affected() == 1)
+                })
+            }
+
+            $($more)*
+        }
+    };
+}
+
+backend!(
+    PgConnection,
+    Postgres,
+    /// `UPDATE ... RETURNING` joined with the user: one statement.
     fn touch_and_find<'c>(
         &'c mut self,
         statements: &'c Statements,
@@ -597,51 +821,9 @@ impl Backend for PgConnection {
                 .await
         })
     }
-}
-
-impl Backend for MySqlConnection {
-    fn find<'c>(
-        &'c mut self,
-        statements: &'c Statements,
-        values: &'c Values,
-    ) -> BoxFuture<'c, Result<Option<SessionRow>, sqlx::Error>> {
-        Box::pin(async move {
-            let arguments = values.arguments::<MySql>(&statements.find)?;
-            sqlx::query_as_with(statements.find.sql(), arguments)
-                .fetch_optional(self)
-                .await
-        })
-    }
-
-    fn touch<'c>(
-        &'c mut self,
-        statements: &'c Statements,
-        values: &'c Values,
-    ) -> BoxFuture<'c, Result<bool, sqlx::Error>> {
-        Box::pin(async move {
-            let prepared = &statements.touch[values.variant()];
-            let arguments = values.arguments::<MySql>(prepared)?;
-            let done = sqlx::query_with(prepared.sql(), arguments)
-                .execute(self)
-                .await?;
-            Ok(done.rows_affected() == 1)
-        })
-    }
-
-    /// Two statements on one connection: the conditional touch, then the read.
-    fn touch_and_find<'c>(
-        &'c mut self,
-        statements: &'c Statements,
-        values: &'c Values,
-    ) -> BoxFuture<'c, Result<Option<SessionRow>, sqlx::Error>> {
-        Box::pin(async move {
-            if !self.touch(statements, values).await? {
-                return Ok(None);
-            }
-            self.find(statements, values).await
-        })
-    }
-}
+);
+backend!(MySqlConnection, MySql);
+backend!(SqliteConnection, Sqlite);
 
 impl<'r, R: Row> FromRow<'r, R> for SessionRow
 where
@@ -676,6 +858,7 @@ mod tests {
         for backend in [DbBackend::Postgres, DbBackend::MySql, DbBackend::Sqlite] {
             let statements = Statements::render(backend).unwrap();
             assert_eq!(statements.find.params, [Param::Id]);
+            assert_eq!(statements.find_many.len(), BATCH_SIZES.len());
             assert_eq!(statements.touch.len(), 4);
             assert_eq!(
                 statements.touch_and_find.is_some(),

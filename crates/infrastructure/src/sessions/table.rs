@@ -159,7 +159,7 @@ pub(crate) fn select_records() -> Select<sessions::Entity> {
 }
 
 /// A session row as `RECORD_COLUMNS` and the user's identity read it.
-#[derive(Debug, FromQueryResult)]
+#[derive(Clone, Debug, FromQueryResult)]
 pub(crate) struct SessionRow {
     pub(crate) id: i64,
     pub(crate) token_hash: Option<Vec<u8>>,
