@@ -90,7 +90,42 @@ impl Patience {
     /// Runs `unit` until it succeeds, fails for good, or `wait` has passed. A try cut short
     /// by the end of the wait is unavailability: whatever it was doing, its outcome is
     /// unknown, and it is not run again.
-    pub(crate) async fn run<T, F, Fut>(&self, mut unit: F) -> Result<T, InfraError>
+    pub(crate) async fn run<T, F, Fut>(&self, unit: F) -> Result<T, InfraError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        self.run_since(Instant::now(), unit).await
+    }
+
+    /// Waits for `work` (which does not wait for the database itself) until the wait since
+    /// `started` has passed; past it, the request is answered as unavailable. Without a
+    /// wait, as long as it takes.
+    pub(crate) async fn within<T>(
+        &self,
+        started: Instant,
+        work: impl Future<Output = T>,
+    ) -> Result<T, InfraError> {
+        if self.wait.is_zero() {
+            return Ok(work.await);
+        }
+        match tokio::time::timeout_at(started + self.wait, work).await {
+            Ok(done) => Ok(done),
+            Err(_) => {
+                if let Some(observe) = self.observer.get() {
+                    observe(started.elapsed());
+                }
+                Err(gave_up("the database did not answer within the wait"))
+            }
+        }
+    }
+
+    /// `run` for a request that began waiting at `started`: what is left of its wait.
+    pub(crate) async fn run_since<T, F, Fut>(
+        &self,
+        started: Instant,
+        mut unit: F,
+    ) -> Result<T, InfraError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Failure>>,
@@ -102,7 +137,6 @@ impl Patience {
                 Failure::Final(error) => error,
             });
         }
-        let started = Instant::now();
         let deadline = started + self.wait;
         let mut place = None;
         let mut backoff = FIRST_BACKOFF;
@@ -210,6 +244,33 @@ mod tests {
         assert!(matches!(result, Err(InfraError::Unavailable(_))));
         assert_eq!(started.elapsed(), Duration::from_secs(4));
         assert_eq!(tries.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn work_queued_elsewhere_and_what_follows_it_share_one_wait() {
+        let patience = Patience::new(Duration::from_secs(2), 4);
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        patience.observe_with(Arc::new(move |waited| sink.lock().unwrap().push(waited)));
+        let started = tokio::time::Instant::now();
+        // Queued work that never answers is cut at the wait, and observed.
+        let cut = patience.within(started, std::future::pending::<()>()).await;
+        assert!(matches!(cut, Err(InfraError::Unavailable(_))));
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        // Work that answered after 1.5 s leaves half a second to a unit that then fails.
+        let started = tokio::time::Instant::now();
+        patience
+            .within(started, tokio::time::sleep(Duration::from_millis(1500)))
+            .await
+            .unwrap();
+        let failed: Result<(), _> = patience.run_since(started, || async { Err(gone()) }).await;
+        assert!(matches!(failed, Err(InfraError::Unavailable(_))));
+        assert!(
+            started.elapsed() <= Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(seen.lock().unwrap().len(), 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,7 +1,8 @@
 //! Recognition's own connections and batched reads (see `src/sessions/hot_path.rs`): every
 //! concurrent read gets its own row (all backends); what happens to the connections when the
 //! server ends them, and when a request is cancelled mid-statement (PostgreSQL and
-//! MySQL/MariaDB). A backend that is not configured is reported as ignored.
+//! MySQL/MariaDB), and when the server hangs under batched reads. A backend that is not
+//! configured is reported as ignored.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -83,6 +84,7 @@ macro_rules! on_servers {
 on_servers!(
     recognition_survives_the_server_ending_its_kept_connections,
     a_recognition_cancelled_mid_statement_never_hands_its_answer_to_the_next,
+    a_hung_database_costs_each_batched_read_no_more_than_the_wait,
 );
 
 mod sqlite {
@@ -249,5 +251,134 @@ async fn a_recognition_cancelled_mid_statement_never_hands_its_answer_to_the_nex
         assert_eq!(found.id, second);
     }
     repo.close().await;
+    db.drop().await;
+}
+
+/// A TCP proxy to the database server that can hang: while hung, it accepts connections and
+/// swallows what either side sends, as a server that stopped answering would.
+struct HangingProxy {
+    port: u16,
+    hung: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl HangingProxy {
+    async fn to(url: &str) -> Self {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let authority = url.split("://").nth(1).unwrap().split('/').next().unwrap();
+        let upstream = authority.rsplit('@').next().unwrap().to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hung = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = hung.clone();
+        tokio::spawn(async move {
+            loop {
+                let (client, _) = listener.accept().await.unwrap();
+                let hung = flag.clone();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    if hung.load(Ordering::SeqCst) {
+                        // Accepted, never answered.
+                        let _held = client;
+                        return std::future::pending::<()>().await;
+                    }
+                    let server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let up_hung = hung.clone();
+                    tokio::spawn(async move {
+                        let mut buffer = vec![0; 16 * 1024];
+                        while let Ok(n @ 1..) = client_read.read(&mut buffer).await {
+                            if !up_hung.load(Ordering::SeqCst)
+                                && server_write.write_all(&buffer[..n]).await.is_err()
+                            {
+                                break;
+                            }
+                        }
+                    });
+                    let mut buffer = vec![0; 16 * 1024];
+                    while let Ok(n @ 1..) = server_read.read(&mut buffer).await {
+                        if !hung.load(Ordering::SeqCst)
+                            && client_write.write_all(&buffer[..n]).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Self { port, hung }
+    }
+
+    fn url(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").unwrap();
+        let (authority, path) = rest.split_once('/').unwrap();
+        let user = authority
+            .rsplit_once('@')
+            .map_or(String::new(), |(u, _)| format!("{u}@"));
+        format!("{scheme}://{user}127.0.0.1:{}/{path}", self.port)
+    }
+
+    fn hang(&self, hung: bool) {
+        self.hung.store(hung, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// SPEC section 5, `WEBSESSIONS_DATABASE_WAIT`: a request waits for the database at most the
+/// wait, however many reads are queued for the readers; then it is unavailable (503), and
+/// once the database answers again, reads succeed.
+async fn a_hung_database_costs_each_batched_read_no_more_than_the_wait(backend: Backend) {
+    use std::time::{Duration, Instant};
+    const WAIT: Duration = Duration::from_secs(1);
+    let db = TestDb::new(backend).await;
+    let id = session(&SeaSessions::new(db.store.clone()).unwrap(), 1).await;
+    let proxy = HangingProxy::to(&db.url).await;
+    let store = websessions_infrastructure::connect(
+        &proxy.url(&db.url),
+        &websessions_infrastructure::PoolOptions {
+            max_connections: 4,
+            wait: WAIT,
+        },
+    )
+    .await
+    .unwrap();
+    let repo = SeaSessions::new(store).unwrap();
+    assert_eq!(repo.find(id).await.unwrap().unwrap().id, id);
+
+    proxy.hang(true);
+    // Twenty batches of 32: queued behind one another, they took up to ten waits.
+    let reads: Vec<_> = (0..640)
+        .map(|_| {
+            let repo = repo.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let found = repo.find(id).await;
+                (started.elapsed(), found)
+            })
+        })
+        .collect();
+    let mut longest = Duration::ZERO;
+    for read in reads {
+        let (took, found) = read.await.unwrap();
+        assert!(
+            matches!(found, Err(websessions_domain::InfraError::Unavailable(_))),
+            "{found:?}"
+        );
+        longest = longest.max(took);
+    }
+    assert!(
+        longest < WAIT * 3,
+        "a read waited {longest:?} with a wait of {WAIT:?}"
+    );
+
+    proxy.hang(false);
+    let mut found = repo.find(id).await;
+    for _ in 0..10 {
+        if found.is_ok() {
+            break;
+        }
+        found = repo.find(id).await;
+    }
+    assert_eq!(found.unwrap().unwrap().id, id);
     db.drop().await;
 }

@@ -19,7 +19,10 @@
 //! Every request still reads its row from the database while it runs, and nothing outlives
 //! it; what is shared is the round trip, the wake-ups and the database's statement overhead,
 //! which were most of a recognition's CPU (tests/bench/profile.md). Two readers send batches,
-//! so a batch is never held back by the one before it.
+//! so a batch is never held back by the one before it. A batch is tried once: when the
+//! database fails or hangs, each of its requests reads on its own, waiting for the database as
+//! every other unit of work does (`patience`), and no request waits longer than the wait in
+//! all, however many reads are queued.
 
 use std::fmt;
 use std::future::Future;
@@ -46,6 +49,7 @@ use sea_orm::{
 };
 use time::OffsetDateTime;
 use tokio::sync::{Notify, Semaphore, SemaphorePermit, oneshot};
+use tokio::time::Instant;
 use websessions_domain::ports::Target;
 use websessions_domain::{InfraError, SessionId};
 
@@ -431,7 +435,17 @@ type BoxFuture<'c, T> = Pin<Box<dyn Future<Output = T> + Send + 'c>>;
 /// A recognition's read, waiting for a reader to send it.
 struct Read {
     id: i64,
-    answer: oneshot::Sender<Result<Option<SessionRow>, InfraError>>,
+    answer: oneshot::Sender<Answer>,
+}
+
+/// What a reader answers a read.
+enum Answer {
+    /// The session's row, or none: read while the request waited.
+    Row(Option<SessionRow>),
+    Failed(InfraError),
+    /// The batch's try met an unavailable database: the request reads on its own, waiting
+    /// for the database as every other unit of work does (its own wait, its own place).
+    Alone,
 }
 
 /// Reads waiting to be sent together.
@@ -450,13 +464,15 @@ impl Reads {
     /// Answers every waiting read that recognition has closed.
     fn refuse_all(&self) {
         for read in std::mem::take(&mut *self.waiting()) {
-            let _ = read.answer.send(Err(closed()));
+            let _ = read.answer.send(Answer::Failed(closed()));
         }
     }
 
-    /// Up to `MAX_BATCH` of the waiting reads, oldest first.
+    /// Up to `MAX_BATCH` of the waiting reads, oldest first; reads whose request has gone
+    /// (cancelled, or past its wait) are dropped, not sent.
     fn take_batch(&self) -> Vec<Read> {
         let mut waiting = self.waiting();
+        waiting.retain(|read| !read.answer.is_closed());
         let n = waiting.len().min(MAX_BATCH);
         let batch: Vec<Read> = waiting.drain(..n).collect();
         if !waiting.is_empty() {
@@ -545,7 +561,8 @@ impl<C: Backend + 'static> Connections<C> {
         }
     }
 
-    /// One batch: one statement for every read in it.
+    /// One batch: one statement for every read in it, tried once. A database that fails or
+    /// hangs sends each request to read on its own, under its own wait.
     async fn read(&self, batch: Vec<Read>) {
         let mut ids: Vec<i64> = batch.iter().map(|read| read.id).collect();
         let size = BATCH_SIZES
@@ -554,26 +571,38 @@ impl<C: Backend + 'static> Connections<C> {
             .unwrap_or(BATCH_SIZES.len() - 1);
         let last = ids.last().copied().unwrap_or_default();
         ids.resize(BATCH_SIZES[size], last);
-        let rows = self
-            .run(&(size, ids), |c, s, (size, ids)| {
+        let bound = self.patience.wait().max(BATCH_TRY_BOUND);
+        let rows = tokio::time::timeout(
+            bound,
+            self.try_once(&(size, ids), |c, s, (size, ids)| {
                 c.find_many(&s.find_many[*size], ids)
-            })
-            .await;
+            }),
+        )
+        .await;
         match rows {
-            Ok(rows) => {
+            Ok(Ok(rows)) => {
                 for read in batch {
                     let row = rows.iter().find(|row| row.id == read.id).cloned();
-                    let _ = read.answer.send(Ok(row));
+                    let _ = read.answer.send(Answer::Row(row));
                 }
             }
-            Err(error) => {
+            Ok(Err(Failure::Final(error))) => {
                 for read in batch {
-                    let _ = read.answer.send(Err(copy(&error)));
+                    let _ = read.answer.send(Answer::Failed(copy(&error)));
+                }
+            }
+            Ok(Err(Failure::Retry(_))) | Err(_) => {
+                for read in batch {
+                    let _ = read.answer.send(Answer::Alone);
                 }
             }
         }
     }
 }
+
+/// The longest a batch's one try may take when there is no longer wait: a hung database
+/// must not hold the readers for ever.
+const BATCH_TRY_BOUND: Duration = Duration::from_secs(1);
 
 /// The same failure again, for each request of a batch.
 fn copy(error: &InfraError) -> InfraError {
@@ -594,28 +623,46 @@ impl<C: Connection> Connections<C> {
         input: &I,
         work: impl for<'c> Fn(&'c mut C, &'c Statements, &'c I) -> BoxFuture<'c, Result<T, sqlx::Error>>,
     ) -> Result<T, InfraError> {
+        self.run_since(Instant::now(), input, work).await
+    }
+
+    /// `run` for a request that began waiting at `started`.
+    async fn run_since<I: ?Sized + Sync, T>(
+        &self,
+        started: Instant,
+        input: &I,
+        work: impl for<'c> Fn(&'c mut C, &'c Statements, &'c I) -> BoxFuture<'c, Result<T, sqlx::Error>>,
+    ) -> Result<T, InfraError> {
         let work = &work;
         self.patience
-            .run(|| async move {
-                let mut checkout = self.checkout().await?;
-                match work(&mut checkout.connection, &self.statements, input).await {
-                    Ok(value) => {
-                        checkout.release();
-                        Ok(value)
-                    }
-                    Err(error) => {
-                        let failure = retry_sqlx(error);
-                        if matches!(failure, Failure::Retry(_)) {
-                            drop(checkout);
-                            // Taken out first, so they are closed outside the lock.
-                            let stale = std::mem::take(&mut *self.idle());
-                            drop(stale);
-                        }
-                        Err(failure)
-                    }
-                }
-            })
+            .run_since(started, || self.try_once(input, work))
             .await
+    }
+
+    /// One try of `work` on a connection. When the connection failed, the kept ones are
+    /// presumed broken too and dropped.
+    async fn try_once<I: ?Sized + Sync, T>(
+        &self,
+        input: &I,
+        work: impl for<'c> Fn(&'c mut C, &'c Statements, &'c I) -> BoxFuture<'c, Result<T, sqlx::Error>>,
+    ) -> Result<T, Failure> {
+        let mut checkout = self.checkout().await?;
+        match work(&mut checkout.connection, &self.statements, input).await {
+            Ok(value) => {
+                checkout.release();
+                Ok(value)
+            }
+            Err(error) => {
+                let failure = retry_sqlx(error);
+                if matches!(failure, Failure::Retry(_)) {
+                    drop(checkout);
+                    // Taken out first, so they are closed outside the lock.
+                    let stale = std::mem::take(&mut *self.idle());
+                    drop(stale);
+                }
+                Err(failure)
+            }
+        }
     }
 
     fn idle(&self) -> MutexGuard<'_, Vec<C>> {
@@ -701,8 +748,10 @@ trait Backend: Connection + Sized {
 
 #[async_trait]
 impl<C: Backend> HotPath for Connections<C> {
-    /// Waits for a reader to send this read with the others waiting.
+    /// Waits for a reader to send this read with the others waiting, for at most the
+    /// database wait in all.
     async fn find(&self, id: SessionId) -> Result<Option<SessionRow>, InfraError> {
+        let started = Instant::now();
         let (answer, answered) = oneshot::channel();
         self.reads.waiting().push(Read {
             id: id.get(),
@@ -714,7 +763,21 @@ impl<C: Backend> HotPath for Connections<C> {
         } else {
             self.reads.arrived.notify_one();
         }
-        answered.await.unwrap_or_else(|_| Err(closed()))
+        let answer = self
+            .patience
+            .within(started, async {
+                answered.await.unwrap_or_else(|_| Answer::Failed(closed()))
+            })
+            .await?;
+        match answer {
+            Answer::Row(row) => Ok(row),
+            Answer::Failed(error) => Err(error),
+            Answer::Alone => {
+                let values = Values::find(id);
+                self.run_since(started, &values, |c, s, v| c.find(s, v))
+                    .await
+            }
+        }
     }
 
     async fn touch(&self, target: &Target, now: OffsetDateTime) -> Result<bool, InfraError> {
