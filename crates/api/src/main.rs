@@ -23,10 +23,6 @@ use websessions_infrastructure::{
     SeaUsers, Store, SystemClock, connect, migrate,
 };
 
-/// mimalloc: glibc's allocator cost 10-15% of a recognition's CPU (tests/bench/profile.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
