@@ -101,8 +101,8 @@ pub async fn connect(url: &str, pool: &PoolOptions) -> Result<Store, DbErr> {
         .acquire_timeout(pool.acquire_timeout())
         // sqlx logs every statement with its bound values at INFO: they include token hashes.
         .sqlx_logging(false)
-        // On PostgreSQL and MySQL recognition has connections of its own (`recognition`), so
-        // this pool serves logins, logouts and administration, which can afford a ping per
+        // Recognition has connections of its own (`sessions::hot_path`), so this pool
+        // serves logins, logouts and administration, which can afford a ping per
         // checkout that weeds out connections a server restart broke. SQLite's connections
         // are in-process and cannot be broken that way.
         .test_before_acquire(!url.starts_with("sqlite"))
