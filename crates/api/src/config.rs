@@ -13,6 +13,8 @@ use time::Duration;
 use websessions_domain::{LockoutPolicy, PolicyError, SessionPolicy, SessionSettings, TokenLength};
 use websessions_infrastructure::Rate;
 
+use crate::http::{Origin, TrustedOrigins};
+
 /// The raw settings, as given by flags or the environment.
 #[derive(Args, Clone)]
 pub struct ConfigArgs {
@@ -310,8 +312,7 @@ pub struct Config {
     pub housekeeping_interval: StdDuration,
     pub cookie: CookieSettings,
     pub trusted_proxies: Vec<IpNet>,
-    /// Each trusted origin as `scheme://host:port` (`origin_of`).
-    pub trusted_origins: Vec<String>,
+    pub trusted_origins: TrustedOrigins,
     pub log_format: LogFormat,
     pub limits: Limits,
     pub max_pending_hashes: usize,
@@ -373,50 +374,6 @@ fn boolean(variable: &'static str, text: &str) -> Result<bool, ConfigError> {
 
 fn list(text: &str) -> impl Iterator<Item = &str> {
     text.split(',').map(str::trim).filter(|s| !s.is_empty())
-}
-
-/// `host:port` in lower case, the port defaulted from the scheme (80 for http, 443 for https).
-pub fn normalise_origin(text: &str) -> Option<String> {
-    let (default_port, rest) = match text.split_once("://") {
-        Some((scheme, rest)) => match scheme.to_ascii_lowercase().as_str() {
-            "http" => (Some(80), rest),
-            "https" => (Some(443), rest),
-            _ => return None,
-        },
-        None => (None, text),
-    };
-    let authority = rest.trim_end_matches('/');
-    if authority.is_empty() || authority.contains(['/', '@', '?', '#', ' ']) {
-        return None;
-    }
-    normalise_host(authority, default_port)
-}
-
-/// `scheme://host:port` in lower case (the port defaulted from the scheme): an origin as
-/// trusted origins are listed and compared; `None` without an http(s) scheme.
-pub fn origin_of(text: &str) -> Option<String> {
-    let (scheme, _) = text.split_once("://")?;
-    let scheme = scheme.to_ascii_lowercase();
-    normalise_origin(text).map(|host| format!("{scheme}://{host}"))
-}
-
-/// `host[:port]` to `host:port` in lower case; `None` when malformed or the port is missing
-/// and there is no default.
-pub fn normalise_host(authority: &str, default_port: Option<u16>) -> Option<String> {
-    let authority = authority.to_ascii_lowercase();
-    // An IPv6 literal keeps its brackets: [::1]:8080.
-    let (host, port) = match authority.rfind(':') {
-        Some(i) if !authority[i..].contains(']') => (&authority[..i], Some(&authority[i + 1..])),
-        _ => (authority.as_str(), None),
-    };
-    if host.is_empty() {
-        return None;
-    }
-    let port = match port {
-        Some(p) => p.parse::<u16>().ok()?,
-        None => default_port?,
-    };
-    Some(format!("{host}:{port}"))
 }
 
 /// A whole number from `text` within `range`, or a refusal naming `variable`.
@@ -597,17 +554,18 @@ impl ConfigArgs {
             .collect()
     }
 
-    fn trusted_origins(&self) -> Result<Vec<String>, ConfigError> {
+    fn trusted_origins(&self) -> Result<TrustedOrigins, ConfigError> {
         list(&self.trusted_origins)
             .map(|entry| {
-                origin_of(entry).ok_or_else(|| {
+                Origin::parse(entry).ok_or_else(|| {
                     bad(
                         "WEBSESSIONS_TRUSTED_ORIGINS",
                         format!("{entry:?}: expected an origin such as https://app.example.com"),
                     )
                 })
             })
-            .collect()
+            .collect::<Result<_, _>>()
+            .map(TrustedOrigins::new)
     }
 
     fn log_format(&self) -> Result<LogFormat, ConfigError> {
@@ -849,36 +807,14 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(config.trusted_proxies.len(), 2);
+        let origins: Vec<String> = config
+            .trusted_origins
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(
-            config.trusted_origins,
+            origins,
             ["https://app.example.com:443", "http://localhost:3000"]
         );
-    }
-
-    #[test]
-    fn hosts_normalise_with_default_ports_and_ipv6_literals() {
-        assert_eq!(
-            normalise_host("Example.COM", Some(443)).as_deref(),
-            Some("example.com:443")
-        );
-        assert_eq!(
-            normalise_host("[::1]:8080", None).as_deref(),
-            Some("[::1]:8080")
-        );
-        assert_eq!(
-            normalise_host("[::1]", Some(80)).as_deref(),
-            Some("[::1]:80")
-        );
-        assert_eq!(normalise_host("host:notaport", None), None);
-        assert_eq!(
-            normalise_origin("https://a.example/"),
-            Some("a.example:443".into())
-        );
-        assert_eq!(normalise_origin("null"), None);
-        assert_eq!(
-            origin_of("HTTP://A.example:8080/").as_deref(),
-            Some("http://a.example:8080")
-        );
-        assert_eq!(origin_of("a.example:443"), None);
     }
 }

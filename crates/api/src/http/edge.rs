@@ -8,14 +8,15 @@ use poem::Request;
 use poem::http::{Method, header};
 use websessions_domain::{ClientIp, Credential, Presented, TokenLength};
 
-use crate::config::{CookieSettings, SameSite, normalise_host, normalise_origin, origin_of};
+use super::origin::{Origin, TrustedOrigins};
+use crate::config::{CookieSettings, SameSite};
 
 /// The settings the edge needs.
 #[derive(Clone, Debug)]
 pub struct EdgeSettings {
     pub cookie: CookieSettings,
     pub trusted_proxies: Vec<IpNet>,
-    pub trusted_origins: Vec<String>,
+    pub trusted_origins: TrustedOrigins,
     pub token_length: TokenLength,
 }
 
@@ -64,9 +65,12 @@ fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
     proxies.iter().any(|net| net.contains(&ip))
 }
 
-/// R11: the TCP peer, unless it is a trusted proxy; then the right-most `X-Forwarded-For`
-/// entry that is not a trusted proxy (all trusted: the left-most). A header with any entry
-/// that is not an IP address is ignored.
+/// R11: the TCP peer, unless it is a trusted proxy. Then `X-Forwarded-For` (every such
+/// header, in order, as one list) is read from the right, one entry at a time: trusted
+/// proxies are skipped, and the first entry that is not one is the client. Entries to its left
+/// are never read, so nothing a client prepends can change its address. When that entry is not
+/// an IP address, the client is the hop to its right (the last trusted proxy, or the peer);
+/// when every entry is a trusted proxy, the left-most.
 pub fn client_ip(req: &Request, settings: &EdgeSettings) -> ClientIp {
     let peer = req
         .remote_addr()
@@ -74,46 +78,48 @@ pub fn client_ip(req: &Request, settings: &EdgeSettings) -> ClientIp {
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| {
             addr.ip().to_canonical()
         });
-    if !trusted(peer, &settings.trusted_proxies) {
+    let proxies = &settings.trusted_proxies;
+    if !trusted(peer, proxies) {
         return ClientIp::new(peer);
     }
-    let hops: Option<Vec<IpAddr>> = req
+    // A header value that is not text is one entry that is not an address.
+    let entries = req
         .headers()
         .get_all("x-forwarded-for")
         .iter()
-        .map(|value| value.to_str().ok())
-        .collect::<Option<Vec<_>>>()
-        .and_then(|values| {
-            values
-                .iter()
-                .flat_map(|value| value.split(','))
-                .map(|entry| {
-                    entry
-                        .trim()
-                        .parse::<IpAddr>()
-                        .ok()
-                        .map(|ip| ip.to_canonical())
-                })
-                .collect()
+        .flat_map(|value| match value.to_str() {
+            Ok(text) => text.split(',').collect::<Vec<_>>(),
+            Err(_) => vec![""],
         });
-    let chosen = match hops.as_deref() {
-        None | Some([]) => peer,
-        Some(hops) => hops
-            .iter()
-            .rev()
-            .find(|ip| !trusted(**ip, &settings.trusted_proxies))
-            .or(hops.first())
-            .copied()
-            .unwrap_or(peer),
-    };
-    ClientIp::new(chosen)
+    let entries: Vec<&str> = entries.collect();
+    let mut right_hop = peer;
+    for entry in entries.iter().rev() {
+        match entry.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()) {
+            Ok(ip) if trusted(ip, proxies) => right_hop = ip,
+            Ok(ip) => return ClientIp::new(ip),
+            Err(_) => return ClientIp::new(right_hop),
+        }
+    }
+    ClientIp::new(right_hop)
+}
+
+/// Where a browser says a request comes from (R12).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Provenance {
+    /// This site, or typed by the user.
+    Here,
+    /// Another site, or another origin of this site.
+    Foreign,
 }
 
 /// R12: a state-changing request with no `Authorization` header is refused when a browser
-/// says it comes from another site, with the session cookie or without it: without it, another
-/// site's form could still set or clear the cookie (a new anonymous session replacing a
-/// signed-in one, a logout). Clients that are not browsers send neither `Sec-Fetch-Site` nor
-/// `Origin`, and are not concerned.
+/// says it comes from elsewhere and its `Origin` is not trusted, with the session cookie or
+/// without it: without it, another site's form could still set or clear the cookie (a new
+/// anonymous session replacing a signed-in one, a logout). `Sec-Fetch-Site`, when present,
+/// alone says where a request comes from (`cross-site` and `same-site` are foreign, as is a
+/// value this service does not know; `same-origin` and `none` are not); without it, an
+/// `Origin` that does not name the request's `Host` is foreign (`null` or an unparsable one
+/// included). Clients that are not browsers send neither header and are not concerned.
 pub fn is_refused_cross_site(req: &Request, settings: &EdgeSettings) -> bool {
     let state_changing = matches!(
         *req.method(),
@@ -122,26 +128,37 @@ pub fn is_refused_cross_site(req: &Request, settings: &EdgeSettings) -> bool {
     if !state_changing || req.headers().contains_key(header::AUTHORIZATION) {
         return false;
     }
-    let header_text = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
-    match header_text("sec-fetch-site")
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        Some("cross-site" | "same-site") => true,
-        _ => header_text("origin").is_some_and(|origin_header| {
-            let Some(origin) = normalise_origin(origin_header) else {
-                return true; // "null" or garbage: not this site.
-            };
-            let default_port = origin.rsplit_once(':').and_then(|(_, p)| p.parse().ok());
-            let host = header_text("host")
-                .map(str::to_owned)
-                .or_else(|| req.uri().authority().map(ToString::to_string))
-                .and_then(|host| normalise_host(&host, default_port));
-            let trusted = origin_of(origin_header)
-                .is_some_and(|origin| settings.trusted_origins.contains(&origin));
-            host.as_deref() != Some(origin.as_str()) && !trusted
-        }),
-    }
+    let header_text = |name| req.headers().get(name).map(|v| v.to_str().ok());
+    let origin = header_text(header::ORIGIN.as_str()).map(|text| text.and_then(Origin::parse));
+    let provenance = match header_text("sec-fetch-site") {
+        Some(Some(site))
+            if site.eq_ignore_ascii_case("same-origin") || site.eq_ignore_ascii_case("none") =>
+        {
+            Provenance::Here
+        }
+        Some(_) => Provenance::Foreign,
+        None => match &origin {
+            None => Provenance::Here,
+            Some(None) => Provenance::Foreign,
+            Some(Some(origin)) => {
+                let host = req
+                    .headers()
+                    .get(header::HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+                    .or_else(|| req.uri().authority().map(ToString::to_string));
+                if host.is_some_and(|host| origin.is_host(&host)) {
+                    Provenance::Here
+                } else {
+                    Provenance::Foreign
+                }
+            }
+        },
+    };
+    provenance == Provenance::Foreign
+        && !origin
+            .flatten()
+            .is_some_and(|origin| settings.trusted_origins.contains(&origin))
 }
 
 fn attributes(settings: &CookieSettings) -> String {
@@ -181,7 +198,9 @@ mod tests {
                 same_site: SameSite::Lax,
             },
             trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
-            trusted_origins: vec!["https://partner.example:443".into()],
+            trusted_origins: TrustedOrigins::new(vec![
+                Origin::parse("https://partner.example").unwrap(),
+            ]),
             token_length: TokenLength::default(),
         }
     }
@@ -233,98 +252,145 @@ mod tests {
         );
     }
 
+    fn client(headers: &[(&str, &str)], peer: &str) -> String {
+        client_ip(&request(Method::GET, headers, peer), &settings()).to_string()
+    }
+
     #[test]
     fn r11_the_peer_is_the_client_unless_it_is_a_trusted_proxy() {
         let xff = [("x-forwarded-for", "198.51.100.7, 10.1.1.1")];
-        let direct = request(Method::GET, &xff, "192.0.2.1:4000");
-        assert_eq!(client_ip(&direct, &settings()).to_string(), "192.0.2.1");
-        let proxied = request(Method::GET, &xff, "10.0.0.2:4000");
-        assert_eq!(client_ip(&proxied, &settings()).to_string(), "198.51.100.7");
+        assert_eq!(client(&xff, "192.0.2.1:4000"), "192.0.2.1");
+        assert_eq!(client(&xff, "10.0.0.2:4000"), "198.51.100.7");
+        assert_eq!(client(&[], "10.0.0.2:4000"), "10.0.0.2");
+        assert_eq!(client(&[], "[::ffff:192.0.2.9]:4000"), "192.0.2.9");
     }
 
     #[test]
-    fn r11_all_trusted_hops_give_the_left_most_and_garbage_is_ignored() {
-        let all = [("x-forwarded-for", "10.9.9.9, 10.1.1.1")];
-        let req = request(Method::GET, &all, "10.0.0.2:4000");
-        assert_eq!(client_ip(&req, &settings()).to_string(), "10.9.9.9");
-        let garbage = [("x-forwarded-for", "198.51.100.7, unknown")];
-        let req = request(Method::GET, &garbage, "10.0.0.2:4000");
-        assert_eq!(client_ip(&req, &settings()).to_string(), "10.0.0.2");
-        let mapped = request(Method::GET, &[], "[::ffff:192.0.2.9]:4000");
-        assert_eq!(client_ip(&mapped, &settings()).to_string(), "192.0.2.9");
-    }
-
-    #[test]
-    fn r12_cross_site_fetch_metadata_with_the_cookie_is_refused() {
-        let cookie = ("cookie", "__Host-websession=whatever");
-        for site in ["cross-site", "same-site"] {
-            let req = request(
-                Method::POST,
-                &[cookie, ("sec-fetch-site", site)],
-                "192.0.2.1:1",
+    fn r11_entries_left_of_the_client_are_never_read() {
+        // Whatever a client prepends, junk or a forged address, its own address stands.
+        for forged in ["junk", "203.0.113.66", "10.5.5.5", "", "x, y, 1.2.3.4"] {
+            let value = format!("{forged}, 198.51.100.7");
+            assert_eq!(
+                client(&[("x-forwarded-for", &value)], "10.0.0.2:1"),
+                "198.51.100.7",
+                "{value:?}"
             );
-            assert!(is_refused_cross_site(&req, &settings()), "{site}");
         }
-        let same = request(
-            Method::POST,
-            &[cookie, ("sec-fetch-site", "same-origin")],
-            "192.0.2.1:1",
-        );
-        assert!(!is_refused_cross_site(&same, &settings()));
-        let get = request(
-            Method::GET,
-            &[cookie, ("sec-fetch-site", "cross-site")],
-            "192.0.2.1:1",
-        );
-        assert!(!is_refused_cross_site(&get, &settings()));
-        let bearer = request(
-            Method::POST,
-            &[
-                cookie,
-                ("sec-fetch-site", "cross-site"),
-                ("authorization", "Bearer x"),
-            ],
-            "192.0.2.1:1",
-        );
-        assert!(!is_refused_cross_site(&bearer, &settings()));
-        // Without the cookie too: another site's form must not set or clear it.
-        let no_cookie = request(
-            Method::POST,
-            &[("sec-fetch-site", "cross-site")],
-            "192.0.2.1:1",
-        );
-        assert!(is_refused_cross_site(&no_cookie, &settings()));
-        let foreign = request(
-            Method::POST,
-            &[("origin", "https://evil.example"), ("host", "app.example")],
-            "192.0.2.1:1",
-        );
-        assert!(is_refused_cross_site(&foreign, &settings()));
-        // A client that is not a browser says neither.
-        let plain = request(Method::POST, &[], "192.0.2.1:1");
-        assert!(!is_refused_cross_site(&plain, &settings()));
+        // Several header lines are one list, in order.
+        let lines = [
+            ("x-forwarded-for", "junk"),
+            ("x-forwarded-for", "198.51.100.7, 10.1.1.1"),
+        ];
+        assert_eq!(client(&lines, "10.0.0.2:1"), "198.51.100.7");
+        let mapped = [("x-forwarded-for", " ::ffff:198.51.100.8 ")];
+        assert_eq!(client(&mapped, "10.0.0.2:1"), "198.51.100.8");
     }
 
     #[test]
-    fn r12_origin_must_match_the_host_or_be_trusted() {
-        let cookie = ("cookie", "__Host-websession=whatever");
-        let case = |origin: &str, host: &str| {
-            let req = request(
-                Method::POST,
-                &[cookie, ("origin", origin), ("host", host)],
-                "192.0.2.1:1",
-            );
-            is_refused_cross_site(&req, &settings())
-        };
+    fn r11_junk_as_the_client_gives_the_hop_to_its_right() {
+        // Junk right after the peer: the peer is the client.
+        assert_eq!(
+            client(&[("x-forwarded-for", "198.51.100.7, junk")], "10.0.0.2:1"),
+            "10.0.0.2"
+        );
+        // Junk behind a trusted hop: that hop is the client.
+        assert_eq!(
+            client(&[("x-forwarded-for", "junk, 10.1.1.1")], "10.0.0.2:1"),
+            "10.1.1.1"
+        );
+        assert_eq!(
+            client(&[("x-forwarded-for", "198.51.100.7:443")], "10.0.0.2:1"),
+            "10.0.0.2"
+        );
+        assert_eq!(client(&[("x-forwarded-for", "")], "10.0.0.2:1"), "10.0.0.2");
+    }
+
+    #[test]
+    fn r11_all_trusted_hops_give_the_left_most() {
+        let all = [("x-forwarded-for", "10.9.9.9, 10.1.1.1")];
+        assert_eq!(client(&all, "10.0.0.2:4000"), "10.9.9.9");
+    }
+
+    fn refused(method: Method, headers: &[(&str, &str)]) -> bool {
+        is_refused_cross_site(&request(method, headers, "192.0.2.1:1"), &settings())
+    }
+
+    #[test]
+    fn r12_sec_fetch_site_alone_decides_when_present() {
+        for cookie in [Some(("cookie", "__Host-websession=whatever")), None] {
+            let with = |extra: &[(&str, &str)]| {
+                let mut headers: Vec<(&str, &str)> = cookie.into_iter().collect();
+                headers.extend_from_slice(extra);
+                refused(Method::POST, &headers)
+            };
+            for foreign in ["cross-site", "same-site", "Cross-Site", "nonsense"] {
+                assert!(with(&[("sec-fetch-site", foreign)]), "{foreign}");
+                // A matching Origin does not override what the browser said...
+                let matching = [
+                    ("sec-fetch-site", foreign),
+                    ("origin", "https://app.example"),
+                    ("host", "app.example"),
+                ];
+                assert!(with(&matching), "{foreign}");
+                // ...but a trusted one lets the request through.
+                let trusted = [
+                    ("sec-fetch-site", foreign),
+                    ("origin", "https://partner.example"),
+                ];
+                assert!(!with(&trusted), "{foreign}");
+            }
+            for here in ["same-origin", "none"] {
+                assert!(!with(&[("sec-fetch-site", here)]), "{here}");
+                // Present, it decides: an Origin that differs from Host is not consulted.
+                let differing = [
+                    ("sec-fetch-site", here),
+                    ("origin", "https://evil.example"),
+                    ("host", "app.example"),
+                ];
+                assert!(!with(&differing), "{here}");
+            }
+        }
+    }
+
+    #[test]
+    fn r12_only_state_changing_requests_without_authorization_are_concerned() {
+        let foreign = ("sec-fetch-site", "cross-site");
+        for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+            assert!(refused(method.clone(), &[foreign]), "{method}");
+            assert!(!refused(method, &[foreign, ("authorization", "Bearer x")]));
+        }
+        for method in [Method::GET, Method::HEAD, Method::OPTIONS] {
+            assert!(!refused(method, &[foreign]));
+        }
+        // A client that is not a browser says neither.
+        assert!(!refused(Method::POST, &[]));
+    }
+
+    #[test]
+    fn r12_without_fetch_metadata_the_origin_must_name_the_host() {
+        let case =
+            |origin: &str, host: &str| refused(Method::POST, &[("origin", origin), ("host", host)]);
         assert!(!case("https://App.example", "app.example"));
         assert!(!case("https://app.example", "app.example:443"));
         assert!(!case("http://localhost:8080", "localhost:8080"));
+        assert!(!case("http://h", "h"));
         assert!(case("https://evil.example", "app.example"));
         assert!(case("http://app.example", "app.example:8080"));
+        // A bare Host never borrows the Origin's port.
+        assert!(case("http://h:9999", "h"));
+        assert!(case("http://127.0.0.1:9999", "127.0.0.1"));
+        assert!(case("http://h:80", "h:8080"));
+        // `null` and unparsable origins are foreign, and cannot be trusted.
         assert!(case("null", "app.example"));
+        assert!(case("app.example", "app.example"));
+        assert!(case("https://app.example/x", "app.example"));
+        // A listed origin passes from anywhere; listed is the scheme and port too.
         assert!(!case("https://partner.example", "app.example"));
-        // A trusted origin is a scheme too.
+        assert!(!case("https://partner.example:443", "app.example"));
         assert!(case("http://partner.example:443", "app.example"));
+        assert!(case("https://partner.example:8443", "app.example"));
+        // No Origin and no Sec-Fetch-Site: not a browser's cross-site write.
+        assert!(!refused(Method::POST, &[("host", "app.example")]));
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod gateway;
 mod guard;
 mod health;
 mod me;
+mod origin;
 mod portal;
 mod problem;
 mod security;
@@ -35,6 +36,7 @@ pub use gateway::GatewayApi;
 pub use guard::MAX_BODY_BYTES;
 pub use health::HealthApi;
 pub use me::MeApi;
+pub use origin::{Origin, TrustedOrigins};
 pub use problem::{Problem, Refusal};
 pub use session::SessionApi;
 

@@ -43,7 +43,7 @@ fn edge(cookie: &str) -> EdgeSettings {
             same_site: SameSite::Lax,
         },
         trusted_proxies: vec![],
-        trusted_origins: vec![],
+        trusted_origins: Default::default(),
         token_length: TokenLength::default(),
     }
 }

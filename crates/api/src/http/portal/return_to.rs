@@ -4,7 +4,7 @@
 
 use percent_encoding::percent_decode_str;
 
-use crate::config::origin_of;
+use crate::http::{Origin, TrustedOrigins};
 
 /// Where a sign-in goes when `return_to` is missing or refused.
 pub const DEFAULT: &str = "/account";
@@ -36,14 +36,14 @@ pub fn from_query(query: &str) -> Option<String> {
 }
 
 /// The destination for `requested` (already decoded), given the normalised trusted origins.
-pub fn destination(requested: Option<&str>, trusted_origins: &[String]) -> String {
+pub fn destination(requested: Option<&str>, trusted_origins: &TrustedOrigins) -> String {
     requested
         .filter(|target| is_allowed(target, trusted_origins))
         .unwrap_or(DEFAULT)
         .to_owned()
 }
 
-fn is_allowed(target: &str, trusted_origins: &[String]) -> bool {
+fn is_allowed(target: &str, trusted_origins: &TrustedOrigins) -> bool {
     if target.len() > MAX_LENGTH
         || target
             .chars()
@@ -60,12 +60,12 @@ fn is_allowed(target: &str, trusted_origins: &[String]) -> bool {
 
 /// An absolute http(s) URL whose `scheme://host[:port]` is a trusted origin (the scheme
 /// too: `http://` on a trusted `https://` origin's port is refused).
-fn is_trusted_url(target: &str, trusted_origins: &[String]) -> bool {
+fn is_trusted_url(target: &str, trusted_origins: &TrustedOrigins) -> bool {
     let Some((scheme, rest)) = target.split_once("://") else {
         return false;
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    origin_of(&format!("{scheme}://{authority}"))
+    Origin::parse(&format!("{scheme}://{authority}"))
         .is_some_and(|origin| trusted_origins.contains(&origin))
 }
 
@@ -73,11 +73,11 @@ fn is_trusted_url(target: &str, trusted_origins: &[String]) -> bool {
 mod tests {
     use super::*;
 
-    fn trusted() -> Vec<String> {
-        vec![
-            "https://app.example:443".to_owned(),
-            "http://a.localhost:8080".to_owned(),
-        ]
+    fn trusted() -> TrustedOrigins {
+        TrustedOrigins::new(vec![
+            Origin::parse("https://app.example:443").unwrap(),
+            Origin::parse("http://a.localhost:8080").unwrap(),
+        ])
     }
 
     fn goes_to(target: &str) -> String {
@@ -145,7 +145,10 @@ mod tests {
         assert_eq!(goes_to(&long), DEFAULT);
         assert_eq!(destination(None, &trusted()), DEFAULT);
         // Without trusted origins only paths are kept.
-        assert_eq!(destination(Some("https://app.example/"), &[]), DEFAULT);
+        assert_eq!(
+            destination(Some("https://app.example/"), &TrustedOrigins::default()),
+            DEFAULT
+        );
     }
 
     #[test]
@@ -163,7 +166,10 @@ mod tests {
             let query = format!("return_to={raw}");
             assert_eq!(from_query(&query).as_deref(), Some(raw));
         }
-        assert_eq!(destination(Some("/search?q=a+b"), &[]), "/search?q=a+b");
+        assert_eq!(
+            destination(Some("/search?q=a+b"), &TrustedOrigins::default()),
+            "/search?q=a+b"
+        );
         // As a browser encodes it: decoded once.
         let decoded = from_query("a=1&return_to=%2Fapp%3Fx%3D1");
         assert_eq!(decoded.as_deref(), Some("/app?x=1"));
@@ -174,6 +180,9 @@ mod tests {
         assert_eq!(from_query("return_to=%FF"), None);
         // Decoded, then validated: an encoded `//` is another host.
         let decoded = from_query("return_to=%2F%2Fevil.example");
-        assert_eq!(destination(decoded.as_deref(), &[]), DEFAULT);
+        assert_eq!(
+            destination(decoded.as_deref(), &TrustedOrigins::default()),
+            DEFAULT
+        );
     }
 }
