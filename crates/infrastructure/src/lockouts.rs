@@ -218,8 +218,9 @@ impl SeaLockouts {
                         .await
                         .map_err(retry)?;
                 }
-                // Deletes are safe to repeat: even a lost COMMIT may run again.
-                txn.commit().await.map_err(retry)
+                // Never replayed once its COMMIT was sent (R9): were the answer lost, running
+                // it again would delete failures that other attempts counted since.
+                txn.commit().await.map_err(|e| Failure::from(lost(e)))
             })
             .await
     }

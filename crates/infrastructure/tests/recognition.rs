@@ -82,6 +82,7 @@ macro_rules! on_servers {
 }
 
 on_servers!(
+    r9_a_clearing_whose_commit_answer_was_lost_is_never_replayed,
     recognition_survives_the_server_ending_its_kept_connections,
     a_recognition_cancelled_mid_statement_never_hands_its_answer_to_the_next,
     a_hung_database_costs_each_batched_read_no_more_than_the_wait,
@@ -254,14 +255,28 @@ async fn a_recognition_cancelled_mid_statement_never_hands_its_answer_to_the_nex
     db.drop().await;
 }
 
-/// A TCP proxy to the database server that can hang: while hung, it accepts connections and
-/// swallows what either side sends, as a server that stopped answering would.
-struct HangingProxy {
+/// A TCP proxy to the database server that injects faults: while hung, it accepts
+/// connections and swallows what either side sends, as a server that stopped answering would;
+/// armed to cut, it passes the next `COMMIT` to the server and then ends that connection
+/// without passing the answer back (a COMMIT whose answer was lost), and holds every new
+/// connection until released.
+struct FaultyProxy {
     port: u16,
-    hung: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    state: std::sync::Arc<ProxyState>,
 }
 
-impl HangingProxy {
+#[derive(Default)]
+struct ProxyState {
+    hung: std::sync::atomic::AtomicBool,
+    cut_next_commit: std::sync::atomic::AtomicBool,
+    /// Set once a COMMIT was cut.
+    cut: tokio::sync::Notify,
+    /// Whether new connections are held back.
+    held: std::sync::atomic::AtomicBool,
+    released: tokio::sync::Notify,
+}
+
+impl FaultyProxy {
     async fn to(url: &str) -> Self {
         use std::sync::atomic::Ordering;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -269,15 +284,22 @@ impl HangingProxy {
         let upstream = authority.rsplit('@').next().unwrap().to_owned();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let hung = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = hung.clone();
+        let state = std::sync::Arc::new(ProxyState::default());
+        let shared = state.clone();
         tokio::spawn(async move {
             loop {
                 let (client, _) = listener.accept().await.unwrap();
-                let hung = flag.clone();
+                let state = shared.clone();
                 let upstream = upstream.clone();
                 tokio::spawn(async move {
-                    if hung.load(Ordering::SeqCst) {
+                    while state.held.load(Ordering::SeqCst) {
+                        let released = state.released.notified();
+                        if !state.held.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        released.await;
+                    }
+                    if state.hung.load(Ordering::SeqCst) {
                         // Accepted, never answered.
                         let _held = client;
                         return std::future::pending::<()>().await;
@@ -285,20 +307,39 @@ impl HangingProxy {
                     let server = tokio::net::TcpStream::connect(upstream).await.unwrap();
                     let (mut client_read, mut client_write) = client.into_split();
                     let (mut server_read, mut server_write) = server.into_split();
-                    let up_hung = hung.clone();
+                    // Set when this connection's COMMIT was cut: nothing more passes back.
+                    let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let (up_state, up_cut) = (state.clone(), cut.clone());
                     tokio::spawn(async move {
                         let mut buffer = vec![0; 16 * 1024];
                         while let Ok(n @ 1..) = client_read.read(&mut buffer).await {
-                            if !up_hung.load(Ordering::SeqCst)
-                                && server_write.write_all(&buffer[..n]).await.is_err()
+                            let chunk = &buffer[..n];
+                            let cutting = chunk.windows(6).any(|w| w == b"COMMIT")
+                                && up_state.cut_next_commit.swap(false, Ordering::SeqCst);
+                            if cutting {
+                                up_cut.store(true, Ordering::SeqCst);
+                                up_state.held.store(true, Ordering::SeqCst);
+                            }
+                            if !up_state.hung.load(Ordering::SeqCst)
+                                && server_write.write_all(chunk).await.is_err()
                             {
+                                break;
+                            }
+                            if cutting {
+                                // Give the server the time to commit, then end the
+                                // connection with the answer unsent.
+                                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                                up_state.cut.notify_one();
                                 break;
                             }
                         }
                     });
                     let mut buffer = vec![0; 16 * 1024];
                     while let Ok(n @ 1..) = server_read.read(&mut buffer).await {
-                        if !hung.load(Ordering::SeqCst)
+                        if cut.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        if !state.hung.load(Ordering::SeqCst)
                             && client_write.write_all(&buffer[..n]).await.is_err()
                         {
                             break;
@@ -307,7 +348,7 @@ impl HangingProxy {
                 });
             }
         });
-        Self { port, hung }
+        Self { port, state }
     }
 
     fn url(&self, url: &str) -> String {
@@ -320,7 +361,28 @@ impl HangingProxy {
     }
 
     fn hang(&self, hung: bool) {
-        self.hung.store(hung, std::sync::atomic::Ordering::SeqCst);
+        self.state
+            .hung
+            .store(hung, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Cuts the next COMMIT's answer, then holds new connections until `release`.
+    fn cut_next_commit(&self) {
+        self.state
+            .cut_next_commit
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Resolves once a COMMIT was cut (the server has it; its client never hears).
+    async fn commit_cut(&self) {
+        self.state.cut.notified().await;
+    }
+
+    fn release(&self) {
+        self.state
+            .held
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.state.released.notify_waiters();
     }
 }
 
@@ -332,7 +394,7 @@ async fn a_hung_database_costs_each_batched_read_no_more_than_the_wait(backend: 
     const WAIT: Duration = Duration::from_secs(1);
     let db = TestDb::new(backend).await;
     let id = session(&SeaSessions::new(db.store.clone()).unwrap(), 1).await;
-    let proxy = HangingProxy::to(&db.url).await;
+    let proxy = FaultyProxy::to(&db.url).await;
     let store = websessions_infrastructure::connect(
         &proxy.url(&db.url),
         &websessions_infrastructure::PoolOptions {
@@ -380,5 +442,56 @@ async fn a_hung_database_costs_each_batched_read_no_more_than_the_wait(backend: 
         found = repo.find(id).await;
     }
     assert_eq!(found.unwrap().unwrap().id, id);
+    db.drop().await;
+}
+
+/// R9's last sentence: a verified password's clearing of failures runs at most once. Its
+/// COMMIT reaches the server and the answer is lost; meanwhile another attempt is counted.
+/// Replaying the clearing would delete that attempt's failure: it answers unavailable instead.
+async fn r9_a_clearing_whose_commit_answer_was_lost_is_never_replayed(backend: Backend) {
+    use websessions_domain::ports::LockoutRepository;
+    use websessions_domain::{Attempt, InfraError, LockoutPolicy, Username};
+    use websessions_infrastructure::SeaLockouts;
+    let db = TestDb::new(backend).await;
+    let proxy = FaultyProxy::to(&db.url).await;
+    // One connection: a replay would have to open a new one, which the proxy holds back.
+    let store = websessions_infrastructure::connect(
+        &proxy.url(&db.url),
+        &websessions_infrastructure::PoolOptions {
+            max_connections: 1,
+            wait: std::time::Duration::from_secs(10),
+        },
+    )
+    .await
+    .unwrap();
+    let (proxied, direct) = (SeaLockouts::new(store), SeaLockouts::new(db.store.clone()));
+    let name = Username::parse("alice").unwrap();
+    let policy = LockoutPolicy::default();
+    proxied.attempt(&name, NOW, policy).await.unwrap();
+    let Attempt::Counted(counted) = proxied.attempt(&name, NOW, policy).await.unwrap() else {
+        panic!("no lock yet");
+    };
+    assert_eq!(counted.failure_count, 2);
+
+    proxy.cut_next_commit();
+    let clearing = tokio::spawn(async move { proxied.verified(&name, counted).await });
+    proxy.commit_cut().await;
+    // Another attempt, counted after the clearing committed.
+    let name = Username::parse("alice").unwrap();
+    let Attempt::Counted(later) = direct.attempt(&name, NOW, policy).await.unwrap() else {
+        panic!("no lock");
+    };
+    assert_eq!(later.failure_count, 1, "the clearing reached the server");
+    proxy.release();
+    let outcome = clearing.await.unwrap();
+    assert!(
+        matches!(outcome, Err(InfraError::Unavailable(_))),
+        "a lost COMMIT is unavailability: {outcome:?}"
+    );
+    assert_eq!(
+        direct.state(&name, NOW).await.unwrap().failure_count,
+        1,
+        "the later attempt's failure stands"
+    );
     db.drop().await;
 }
