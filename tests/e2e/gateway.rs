@@ -49,6 +49,8 @@ impl Application {
                 };
                 poem::web::Json(json!({
                     "path": req.uri().path(),
+                    "host": header("host"),
+                    "forwarded_for": header("x-forwarded-for"),
                     "user": header("x-websessions-user"),
                     "session": header("x-websessions-session"),
                     "superuser": header("x-websessions-superuser"),
@@ -144,7 +146,24 @@ impl Drop for Nginx {
     }
 }
 
-/// Two websessions processes on one database, behind nginx, in front of the application.
+/// The address the tests' client sends from: not nginx's (127.0.0.1), so that what separates
+/// a client from its proxy is tested (SPEC section 9).
+const CLIENT: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+
+/// Another client's address, an attacker's.
+const OTHER: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 9));
+
+/// An HTTP client sending from `address`, following no redirect.
+fn client_from(address: std::net::IpAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(address)
+        .build()
+        .unwrap()
+}
+
+/// Two websessions processes on one database, behind nginx (127.0.0.1, the only trusted
+/// proxy), in front of the application; the tests' client sends from `CLIENT`.
 pub(crate) struct Gateway {
     servers: Vec<Server>,
     settings: Vec<(String, String)>,
@@ -177,10 +196,7 @@ impl Gateway {
             settings,
             nginx,
             application,
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
+            http: client_from(CLIENT),
             db: Some(db),
         }
     }
@@ -300,6 +316,7 @@ macro_rules! gateway {
 gateway! {
     postgres: [
         the_gateway_protects_the_application_and_passes_the_identity,
+        a_stolen_cookie_with_a_forged_forwarded_for_is_sent_to_sign_in,
         a_session_ended_through_one_process_is_refused_at_once_by_both,
         concurrent_browser_logins_over_both_processes_leave_one_valid_session,
         a_burst_of_wrong_guesses_over_both_processes_gets_threshold_verifications,
@@ -307,6 +324,8 @@ gateway! {
         a_rolling_restart_under_load_through_nginx_fails_no_request,
     ],
     mysql: [
+        the_gateway_protects_the_application_and_passes_the_identity,
+        a_stolen_cookie_with_a_forged_forwarded_for_is_sent_to_sign_in,
         a_session_ended_through_one_process_is_refused_at_once_by_both,
         concurrent_browser_logins_over_both_processes_leave_one_valid_session,
         housekeeping_in_both_processes_deletes_each_row_once,
@@ -366,7 +385,22 @@ async fn the_gateway_protects_the_application_and_passes_the_identity(backend: B
     assert_eq!(seen["user"], "alice", "the forged header was replaced");
     assert_eq!(seen["superuser"], "false");
     assert_eq!(seen["session"], alice.split('.').next().unwrap());
+    // The application is told the original Host and the client's address.
+    assert_eq!(seen["host"], format!("127.0.0.1:{}", gateway.port()));
+    assert_eq!(seen["forwarded_for"], CLIENT.to_string());
     assert_eq!(gateway.application.hits(), 1);
+    // A client's own X-Forwarded-For is kept, with its address appended.
+    let resp = gateway
+        .http
+        .get(&page)
+        .header("cookie", cookie_header(&alice))
+        .header("x-forwarded-for", "198.51.100.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let seen: Value = resp.json().await.unwrap();
+    assert_eq!(seen["forwarded_for"], format!("198.51.100.7, {CLIENT}"));
     // A browser write through nginx keeps its Host, so R12 lets a same-origin one through.
     let resp = gateway
         .http
@@ -389,6 +423,72 @@ async fn the_gateway_protects_the_application_and_passes_the_identity(backend: B
         .await
         .unwrap();
     assert_eq!(cross.status(), StatusCode::FORBIDDEN);
+}
+
+/// The finding that R11 and the recipe close (SPEC section 9): a cookie stolen from a user who
+/// signed in from `CLIENT` is used from `OTHER` with `X-Forwarded-For` naming `CLIENT`. nginx
+/// appends the real address, websessions reads from the right, and the session, bound to
+/// `CLIENT`, is not recognised: the thief is sent to sign in and the application never sees
+/// the request.
+async fn a_stolen_cookie_with_a_forged_forwarded_for_is_sent_to_sign_in(backend: Backend) {
+    let gateway = Gateway::start(backend, &[]).await;
+    let page = gateway.nginx.url("/reports");
+    // Junk a client prepends changes nothing: the session is bound to the client's address.
+    let resp = gateway
+        .http
+        .post(gateway.nginx.url("/v1/session/login"))
+        .header("x-forwarded-for", "junk")
+        .json(&json!({"username": "alice", "password": PASSWORD}))
+        .send_checked()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let alice = set_cookie(resp.headers()).unwrap().0;
+    let view: Value = resp.json().await.unwrap();
+    assert_eq!(view["ip_address"], CLIENT.to_string());
+    let from = |http: &reqwest::Client, forged: Option<String>| {
+        let mut request = http.get(&page).header("cookie", cookie_header(&alice));
+        if let Some(forged) = forged {
+            request = request.header("x-forwarded-for", forged);
+        }
+        request.send()
+    };
+    let resp = from(&gateway.http, None).await.unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "the user reaches the application"
+    );
+    let thief = client_from(OTHER);
+    for forged in [
+        None,
+        Some(CLIENT.to_string()),
+        Some(format!("203.0.113.1, {CLIENT}")),
+        Some(format!("{CLIENT}, 127.0.0.1")),
+    ] {
+        let resp = from(&thief, forged.clone()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::FOUND, "forged: {forged:?}");
+        assert!(
+            resp.headers()["location"]
+                .to_str()
+                .unwrap()
+                .starts_with("/login?return_to="),
+            "forged: {forged:?}"
+        );
+        // Asked directly, through the API, it is no session either.
+        let resp = thief
+            .get(gateway.nginx.url("/v1/session"))
+            .header("cookie", cookie_header(&alice))
+            .header("x-forwarded-for", CLIENT.to_string())
+            .send_checked()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(gateway.application.hits(), 1, "only the user reached it");
+    // The user's own session was not disturbed by the attempts.
+    let resp = from(&gateway.http, None).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
 }
 
 async fn a_session_ended_through_one_process_is_refused_at_once_by_both(backend: Backend) {
@@ -706,4 +806,15 @@ async fn migrate_together(backend: Backend) {
         assert_eq!(applied, 2, "each migration applied once");
         db.drop().await;
     }
+}
+
+/// The README shows operators the very file the gateway tests run.
+#[test]
+fn the_readme_shows_the_recipe_the_tests_run() {
+    let readme = include_str!("../../README.md");
+    let shown = format!("```nginx\n{TEMPLATE}```\n");
+    assert!(
+        readme.contains(&shown),
+        "README.md's nginx block differs from tests/gateway/nginx.conf"
+    );
 }
