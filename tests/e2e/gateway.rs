@@ -54,6 +54,8 @@ impl Application {
                     "user": header("x-websessions-user"),
                     "session": header("x-websessions-session"),
                     "superuser": header("x-websessions-superuser"),
+                    "assurance": header("x-websessions-assurance"),
+                    "reason": header("x-websessions-reason"),
                 }))
             }
         });
@@ -375,7 +377,9 @@ async fn the_gateway_protects_the_application_and_passes_the_identity(backend: B
         .get(&page)
         .header("cookie", cookie_header(&alice))
         .header("x-websessions-user", "root")
-        .header("x-websessions-superuser", "true")
+        .header("X-WEBSESSIONS-SUPERUSER", "true")
+        .header("x-websessions-assurance", "2")
+        .header("x-websessions-reason", "forged")
         .send()
         .await
         .unwrap();
@@ -385,6 +389,12 @@ async fn the_gateway_protects_the_application_and_passes_the_identity(backend: B
     assert_eq!(seen["user"], "alice", "the forged header was replaced");
     assert_eq!(seen["superuser"], "false");
     assert_eq!(seen["session"], alice.split('.').next().unwrap());
+    assert_eq!(
+        seen["reason"],
+        Value::Null,
+        "a client's own header never passes"
+    );
+    assert_ne!(seen["assurance"], "2", "a client's own header never passes");
     // The application is told the original Host and the client's address.
     assert_eq!(seen["host"], format!("127.0.0.1:{}", gateway.port()));
     assert_eq!(seen["forwarded_for"], CLIENT.to_string());
@@ -446,7 +456,7 @@ async fn a_stolen_cookie_with_a_forged_forwarded_for_is_sent_to_sign_in(backend:
     let alice = set_cookie(resp.headers()).unwrap().0;
     let view: Value = resp.json().await.unwrap();
     assert_eq!(view["ip_address"], CLIENT.to_string());
-    let from = |http: &reqwest::Client, forged: Option<String>| {
+    let from = |http: &reqwest::Client, forged: Option<reqwest::header::HeaderValue>| {
         let mut request = http.get(&page).header("cookie", cookie_header(&alice));
         if let Some(forged) = forged {
             request = request.header("x-forwarded-for", forged);
@@ -460,11 +470,18 @@ async fn a_stolen_cookie_with_a_forged_forwarded_for_is_sent_to_sign_in(backend:
         "the user reaches the application"
     );
     let thief = client_from(OTHER);
+    let text = |value: String| reqwest::header::HeaderValue::try_from(value).ok();
     for forged in [
         None,
-        Some(CLIENT.to_string()),
-        Some(format!("203.0.113.1, {CLIENT}")),
-        Some(format!("{CLIENT}, 127.0.0.1")),
+        text(CLIENT.to_string()),
+        text(format!("203.0.113.1, {CLIENT}")),
+        text(format!("{CLIENT}, 127.0.0.1")),
+        // A byte that is not text, which nginx puts on one line with the thief's address.
+        reqwest::header::HeaderValue::from_bytes(b"\xe9").ok(),
+        reqwest::header::HeaderValue::from_bytes(
+            &[CLIENT.to_string().as_bytes(), b", \xe9"].concat(),
+        )
+        .ok(),
     ] {
         let resp = from(&thief, forged.clone()).await.unwrap();
         assert_eq!(resp.status(), StatusCode::FOUND, "forged: {forged:?}");
@@ -486,6 +503,21 @@ async fn a_stolen_cookie_with_a_forged_forwarded_for_is_sent_to_sign_in(backend:
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     }
     assert_eq!(gateway.application.hits(), 1, "only the user reached it");
+    // Whatever junk a client sends, it is recorded at its own address, never nginx's.
+    for junk in [&b"\xe9"[..], b"unknown", b"127.0.0.1"] {
+        let resp = thief
+            .post(gateway.nginx.url("/v1/session"))
+            .header(
+                "x-forwarded-for",
+                reqwest::header::HeaderValue::from_bytes(junk).unwrap(),
+            )
+            .send_checked()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let view: Value = resp.json().await.unwrap();
+        assert_eq!(view["ip_address"], OTHER.to_string(), "{junk:?}");
+    }
     // The user's own session was not disturbed by the attempts.
     let resp = from(&gateway.http, None).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
