@@ -8,6 +8,8 @@ fn main() {
         ("has_mysql", "WEBSESSIONS_TEST_MYSQL_URL"),
         // A Python with tests/contract/requirements.txt installed (the third-party tools).
         ("has_contract_tools", "WEBSESSIONS_TEST_PYTHON"),
+        // Redocly's CLI (tests/contract/package.json), which lints the document.
+        ("has_redocly", "WEBSESSIONS_TEST_REDOCLY"),
         // An nginx binary, for the gateway tests.
         ("has_nginx", "WEBSESSIONS_TEST_NGINX"),
         // Database servers the restart tests run of their own: PostgreSQL's `bin` directory

@@ -1,8 +1,10 @@
 //! The OpenAPI contract, proved with tools nobody here wrote (issue 11): a client generated
-//! from the committed document by openapi-python-client runs the whole lifecycle, and
-//! Schemathesis finds nothing, as a superuser and without credentials. They run when
-//! `WEBSESSIONS_TEST_PYTHON` names a Python with `tests/contract/requirements.txt` installed
-//! (`.ci/run` makes one); otherwise they are reported as ignored.
+//! from the committed document by openapi-python-client runs the whole lifecycle,
+//! Schemathesis finds nothing, as a superuser and without credentials, and Redocly's
+//! recommended rules find no error. They run when `WEBSESSIONS_TEST_PYTHON` names a Python
+//! with `tests/contract/requirements.txt` installed and `WEBSESSIONS_TEST_REDOCLY` the
+//! `redocly` of `tests/contract/package.json` (`.ci/run` installs both); otherwise they are
+//! reported as ignored.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -107,4 +109,21 @@ async fn schemathesis_finds_nothing_without_credentials() {
 async fn schemathesis_finds_nothing_as_a_superuser() {
     let server = Server::start(Backend::Sqlite, &[]).await;
     schemathesis(&server, true);
+}
+
+/// Redocly's recommended ruleset (its default without a configuration file): no error.
+#[test]
+#[cfg_attr(
+    not(has_redocly),
+    ignore = "set WEBSESSIONS_TEST_REDOCLY to the redocly of tests/contract/package.json"
+)]
+fn redocly_finds_no_error_in_the_document() {
+    let redocly = std::env::var("WEBSESSIONS_TEST_REDOCLY").expect("WEBSESSIONS_TEST_REDOCLY");
+    run(
+        Command::new(redocly)
+            .args(["lint", "--format=summary"])
+            .arg(root().join("openapi/openapi.json"))
+            .current_dir(root()),
+        "redocly lint",
+    );
 }

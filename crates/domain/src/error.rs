@@ -121,7 +121,20 @@ pub enum SetDataError {
     Infra(#[from] InfraError),
 }
 
-/// Why a request may not act as a logged-in user or a superuser.
+/// Why a request may not act as a logged-in user.
+#[derive(Debug, Error)]
+pub enum LoginRequired {
+    /// No valid session was presented.
+    #[error("no valid session")]
+    NoSession,
+    /// The session is valid but anonymous.
+    #[error("not logged in")]
+    NotLoggedIn,
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+/// Why a request may not act as a superuser.
 #[derive(Debug, Error)]
 pub enum AccessError {
     /// No valid session was presented.
@@ -135,6 +148,16 @@ pub enum AccessError {
     NotSuperuser,
     #[error(transparent)]
     Infra(#[from] InfraError),
+}
+
+impl From<LoginRequired> for AccessError {
+    fn from(error: LoginRequired) -> Self {
+        match error {
+            LoginRequired::NoSession => Self::NoSession,
+            LoginRequired::NotLoggedIn => Self::NotLoggedIn,
+            LoginRequired::Infra(e) => Self::Infra(e),
+        }
+    }
 }
 
 /// Why a session could not be ended by id.

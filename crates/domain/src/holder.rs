@@ -55,6 +55,12 @@ pub trait SessionHolder: Send + Sync {
     fn admit_login(&self, ip: ClientIp) -> Result<LoginPass, RateLimited>;
 
     /// R5: binds a user to a session, rotating its token.
+    ///
+    /// R5f's order of checks, stated here once: before any handler the edge refuses a
+    /// browser's cross-site write (R12, 403) and a body over 16 KiB (413); the handler takes
+    /// `admit_login`'s pass (R14, 429) before it reads the body, then refuses a body of the
+    /// wrong shape (400, 415, 422); then this method: R15 (503), the lock (423), the R5a
+    /// refusals, the count (R9), and only then the password's verification.
     async fn login(
         &self,
         presented: &Presented,
@@ -95,15 +101,33 @@ enum Counting {
 }
 
 impl Sessions {
-    /// R15: a place in the hashing queue, or `Saturated` (reported, nothing recorded).
-    fn admit_hashing(&self) -> Result<HashTicket, Saturated> {
+    /// R15: a place in the hashing queue, or `Saturated` (reported, nothing recorded). Every
+    /// password hash and verification takes its place here.
+    pub(crate) fn admit_hashing(&self) -> Result<HashTicket, Saturated> {
         self.ports
             .hasher
             .admit()
             .inspect_err(|_| self.ports.events.shed())
     }
 
-    /// R5f and R9: the lock first; then the attempt is counted in the same atomic step,
+    /// R14: a token from the client address's bucket for `action`, or `RateLimited`
+    /// (reported, nothing recorded).
+    fn admit(&self, action: LimitedAction, ip: ClientIp) -> Result<(), RateLimited> {
+        self.ports.limits.admit(action, ip).map_err(|retry_after| {
+            self.ports.events.rate_limited(action);
+            RateLimited(retry_after)
+        })
+    }
+
+    /// R9: a counted attempt whose password did not verify. A lock its count started stands
+    /// and is reported.
+    fn failed(&self, counted: Counted) {
+        if counted.started_lock.is_some() {
+            self.ports.events.lockout_started();
+        }
+    }
+
+    /// R9: the lock first; then the attempt is counted in the same atomic step,
     /// before its password is verified. An over-long password is refused without a count.
     async fn count_attempt(
         &self,
@@ -140,8 +164,8 @@ impl Sessions {
         if let Some(proven) = proven {
             self.end_proven(proven, EndCause::Logout).await?;
         }
-        if counted.is_some_and(|c| c.started_lock.is_some()) {
-            self.ports.events.lockout_started();
+        if let Some(counted) = counted {
+            self.failed(counted);
         }
         self.ports.events.login(LoginResult::BadCredentials);
         Ok(LoginError::InvalidCredentials)
@@ -268,11 +292,7 @@ impl SessionHolder for Sessions {
             });
         }
         // R14: a token is taken only when a row is about to be created.
-        let action = LimitedAction::SessionStart;
-        if let Err(retry_after) = self.ports.limits.admit(action, presented.ip) {
-            self.ports.events.rate_limited(action);
-            return Err(RateLimited(retry_after).into());
-        }
+        self.admit(LimitedAction::SessionStart, presented.ip)?;
         let token = self.ports.tokens.token(self.policy.token_length())?;
         let token_hash = token.hash();
         let kind = SessionKind::Browser;
@@ -301,14 +321,8 @@ impl SessionHolder for Sessions {
     }
 
     fn admit_login(&self, ip: ClientIp) -> Result<LoginPass, RateLimited> {
-        let action = LimitedAction::Login;
-        match self.ports.limits.admit(action, ip) {
-            Ok(()) => Ok(LoginPass { _granted: () }),
-            Err(retry_after) => {
-                self.ports.events.rate_limited(action);
-                Err(RateLimited(retry_after))
-            }
-        }
+        self.admit(LimitedAction::Login, ip)?;
+        Ok(LoginPass { _granted: () })
     }
 
     async fn login(
@@ -317,7 +331,7 @@ impl SessionHolder for Sessions {
         _pass: LoginPass,
         attempt: LoginAttempt,
     ) -> Result<Issued, LoginError> {
-        // R5f: R15, then the lock, then the R5a refusals, then the count and verification.
+        // R5f's order (see the trait).
         let ticket = self.admit_hashing()?;
         let now = self.ports.clock.now();
         let proven = self.validate(presented, now).await?;
@@ -434,9 +448,7 @@ impl SessionHolder for Sessions {
             Counting::Counted(counted) => counted,
         };
         let Some(user) = self.verify_account(&ticket, &me.username, current).await? else {
-            if counted.started_lock.is_some() {
-                self.ports.events.lockout_started();
-            }
+            self.failed(counted);
             return Err(ChangePasswordError::WrongPassword);
         };
         self.ports.lockouts.verified(&me.username, counted).await?;

@@ -21,7 +21,8 @@ pub mod value;
 pub use admin::{MAX_PAGE, Page, SessionAdmin, SessionFilter};
 pub use error::{
     AccessError, ChangePasswordError, CreateUserError, EndSessionError, InfraError, LoginError,
-    RateLimited, ResetPasswordError, RetryAfter, Saturated, SetDataError, StartError, UserError,
+    LoginRequired, RateLimited, ResetPasswordError, RetryAfter, Saturated, SetDataError,
+    StartError, UserError,
 };
 pub use holder::{LoginAttempt, LoginPass, SessionHolder};
 pub use me::{Me, SelfService};

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use crate::error::{AccessError, EndSessionError, InfraError};
+use crate::error::{EndSessionError, InfraError, LoginRequired};
 use crate::model::{EndCause, SessionQuery, SessionRecord, SessionUser};
 use crate::service::{Presented, Sessions};
 use crate::value::SessionId;
@@ -23,7 +23,7 @@ pub struct Me {
 #[async_trait]
 pub trait SelfService: Send + Sync {
     /// The presented session's user (recognition counts as activity, R3).
-    async fn me(&self, presented: &Presented) -> Result<Me, AccessError>;
+    async fn me(&self, presented: &Presented) -> Result<Me, LoginRequired>;
 
     /// The user's valid sessions, by id.
     async fn my_sessions(&self, me: &Me) -> Result<Vec<SessionRecord>, InfraError>;
@@ -38,12 +38,16 @@ pub trait SelfService: Send + Sync {
 
 impl Sessions {
     /// The presented valid session and its logged-in user.
-    pub(crate) async fn logged_in(&self, presented: &Presented) -> Result<Me, AccessError> {
+    pub(crate) async fn logged_in(&self, presented: &Presented) -> Result<Me, LoginRequired> {
         let now = self.ports.clock.now();
         let Some(proven) = self.recognise_at(presented, now).await? else {
-            return Err(AccessError::NoSession);
+            return Err(LoginRequired::NoSession);
         };
-        let user = proven.record.user.clone().ok_or(AccessError::NotLoggedIn)?;
+        let user = proven
+            .record
+            .user
+            .clone()
+            .ok_or(LoginRequired::NotLoggedIn)?;
         Ok(Me {
             session: proven.record,
             user,
@@ -53,7 +57,7 @@ impl Sessions {
 
 #[async_trait]
 impl SelfService for Sessions {
-    async fn me(&self, presented: &Presented) -> Result<Me, AccessError> {
+    async fn me(&self, presented: &Presented) -> Result<Me, LoginRequired> {
         self.logged_in(presented).await
     }
 

@@ -7,7 +7,7 @@ use thiserror::Error;
 use time::{Duration, OffsetDateTime};
 
 use crate::model::SessionRecord;
-use crate::value::TokenLength;
+use crate::value::{ClientIp, SessionId, TokenHash, TokenLength};
 
 /// The longest any duration setting may be (SPEC section 5): 365 days.
 pub const MAX_SETTING: Duration = Duration::days(365);
@@ -178,6 +178,29 @@ impl Cutoffs {
             && self.absolute.is_none_or(|cutoff| {
                 started(session.created_at, session.authenticated_at) >= cutoff
             })
+    }
+}
+
+/// A presented session, as R2 names it: the row `id` while it still holds `token_hash`, is
+/// valid under `cutoffs` and, when `ip` is given (`check_ip`), was created from it. The
+/// service checks a read row with `matches`; the storage adapter translates exactly this once
+/// for its conditional writes, and the contract suite proves the two agree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub id: SessionId,
+    pub token_hash: TokenHash,
+    pub cutoffs: Cutoffs,
+    pub ip: Option<ClientIp>,
+}
+
+impl Target {
+    /// R2 for a row read back: its token hash (compared in constant time), its validity and,
+    /// with the address check, its address.
+    pub fn matches(&self, session: &SessionRecord) -> bool {
+        session.id == self.id
+            && session.token_hash.matches(&self.token_hash)
+            && self.cutoffs.admits(session)
+            && self.ip.is_none_or(|ip| session.ip_address == ip)
     }
 }
 

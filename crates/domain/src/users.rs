@@ -127,7 +127,7 @@ impl UserAdmin for Sessions {
     ) -> Result<User, CreateUserError> {
         let username = Username::parse(username)?;
         let password = NewPassword::parse(password)?;
-        let ticket = self.ports.hasher.admit()?;
+        let ticket = self.admit_hashing()?;
         let password_hash = self
             .ports
             .hasher
@@ -186,7 +186,7 @@ impl UserAdmin for Sessions {
                 UserError::NotFound => ResetPasswordError::NotFound,
                 UserError::Infra(e) => ResetPasswordError::Infra(e),
             })?;
-        let ticket = self.ports.hasher.admit()?;
+        let ticket = self.admit_hashing()?;
         let hash = self
             .ports
             .hasher

@@ -10,14 +10,16 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 use time::OffsetDateTime;
-use websessions_domain::{LockoutState, Password, SessionFilter, SessionId, User};
+use websessions_domain::{
+    AccessError, CreateUserError, EndSessionError, InfraError, LockoutState, Password,
+    ResetPasswordError, SessionFilter, SessionId, User, UserError,
+};
 
-use super::body::JsonBody;
+use super::body::{BodyRefusal, JsonBody};
 use super::context::Context;
-use super::me::{Ended, session_id};
-use super::problem::{Refused, statuses};
+use super::problem::{Refused, refusals};
 use super::security::RequiredSession;
-use super::session::SessionView;
+use super::wire::{Ended, SessionView, session_id};
 
 #[derive(Tags)]
 enum Tag {
@@ -170,32 +172,17 @@ pub(crate) enum UserAnswer {
     Ok(Json<UserView>),
 }
 
-statuses! {
-    /// Reading without parameters.
-    ReadStatuses = [UNAUTHORIZED, FORBIDDEN, INTERNAL_SERVER_ERROR, SERVICE_UNAVAILABLE];
-    /// Reading with query parameters.
-    QueryStatuses = [BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, INTERNAL_SERVER_ERROR,
-        SERVICE_UNAVAILABLE];
-    /// Acting on a session by id.
-    RevokeStatuses = [BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, INTERNAL_SERVER_ERROR,
-        SERVICE_UNAVAILABLE];
-    /// Running maintenance.
-    PurgeStatuses = [BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, PAYLOAD_TOO_LARGE,
-        INTERNAL_SERVER_ERROR, SERVICE_UNAVAILABLE];
+refusals! {
+    /// Reading or acting on every session.
+    AdminRefusal = AccessError | InfraError;
+    /// Ending a session by id.
+    RevokeRefusal = AccessError | EndSessionError;
     /// Creating a user.
-    CreateStatuses = [BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, CONFLICT, PAYLOAD_TOO_LARGE,
-        UNSUPPORTED_MEDIA_TYPE, UNPROCESSABLE_ENTITY, INTERNAL_SERVER_ERROR,
-        SERVICE_UNAVAILABLE];
-    /// Reading or deleting a named user.
-    UserStatuses = [BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, INTERNAL_SERVER_ERROR,
-        SERVICE_UNAVAILABLE];
-    /// Acting on a named user with a bodiless POST.
-    UserPostStatuses = [BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, PAYLOAD_TOO_LARGE,
-        INTERNAL_SERVER_ERROR, SERVICE_UNAVAILABLE];
+    CreateRefusal = AccessError | BodyRefusal | CreateUserError;
+    /// Reading or acting on a named user.
+    UserRefusal = AccessError | UserError;
     /// Resetting a user's password.
-    ResetStatuses = [BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, PAYLOAD_TOO_LARGE,
-        UNSUPPORTED_MEDIA_TYPE, UNPROCESSABLE_ENTITY, INTERNAL_SERVER_ERROR,
-        SERVICE_UNAVAILABLE];
+    ResetRefusal = AccessError | BodyRefusal | ResetPasswordError;
 }
 
 /// The default page size of `listSessions`.
@@ -233,7 +220,7 @@ impl AdminApi {
         /// Only ids greater than this: the `next` of the previous page.
         after: Query<Option<i64>>,
         _auth: RequiredSession,
-    ) -> Result<PageAnswer, Refused<QueryStatuses>> {
+    ) -> Result<PageAnswer, Refused<AdminRefusal>> {
         let by = self.ctx.superuser(req).await?;
         let filter = SessionFilter {
             user: user.0,
@@ -266,7 +253,7 @@ impl AdminApi {
         /// RFC 3339 time.
         active_since: Query<OffsetDateTime>,
         _auth: RequiredSession,
-    ) -> Result<CountAnswer, Refused<QueryStatuses>> {
+    ) -> Result<CountAnswer, Refused<AdminRefusal>> {
         let by = self.ctx.superuser(req).await?;
         let count = self
             .ctx
@@ -290,7 +277,7 @@ impl AdminApi {
         req: &Request,
         id: Path<i64>,
         _auth: RequiredSession,
-    ) -> Result<Ended, Refused<RevokeStatuses>> {
+    ) -> Result<Ended, Refused<RevokeRefusal>> {
         let by = self.ctx.superuser(req).await?;
         self.ctx.admin.revoke(&by, session_id(id.0)?).await?;
         Ok(Ended::NoContent)
@@ -310,7 +297,7 @@ impl AdminApi {
         &self,
         req: &Request,
         _auth: RequiredSession,
-    ) -> Result<PurgeAnswer, Refused<PurgeStatuses>> {
+    ) -> Result<PurgeAnswer, Refused<AdminRefusal>> {
         let by = self.ctx.superuser(req).await?;
         let report = self.ctx.admin.purge(&by).await?;
         Ok(PurgeAnswer::Ok(Json(Deleted {
@@ -332,7 +319,7 @@ impl AdminApi {
         req: &Request,
         body: JsonBody<NewUserRequest>,
         _auth: RequiredSession,
-    ) -> Result<CreatedUser, Refused<CreateStatuses>> {
+    ) -> Result<CreatedUser, Refused<CreateRefusal>> {
         let by = self.ctx.superuser(req).await?;
         let NewUserRequest {
             username,
@@ -362,7 +349,7 @@ impl AdminApi {
         &self,
         req: &Request,
         _auth: RequiredSession,
-    ) -> Result<UsersAnswer, Refused<ReadStatuses>> {
+    ) -> Result<UsersAnswer, Refused<AdminRefusal>> {
         let by = self.ctx.superuser(req).await?;
         let users = self.ctx.users.users(&by).await?;
         let items = users.iter().map(UserSummary::from).collect();
@@ -383,7 +370,7 @@ impl AdminApi {
         req: &Request,
         username: Path<String>,
         _auth: RequiredSession,
-    ) -> Result<UserAnswer, Refused<UserStatuses>> {
+    ) -> Result<UserAnswer, Refused<UserRefusal>> {
         let by = self.ctx.superuser(req).await?;
         let (user, lockout) = self.ctx.users.user(&by, &username.0).await?;
         Ok(UserAnswer::Ok(Json(UserView::new(&user, lockout))))
@@ -403,7 +390,7 @@ impl AdminApi {
         req: &Request,
         username: Path<String>,
         _auth: RequiredSession,
-    ) -> Result<Ended, Refused<UserStatuses>> {
+    ) -> Result<Ended, Refused<UserRefusal>> {
         let by = self.ctx.superuser(req).await?;
         self.ctx.users.delete_user(&by, &username.0).await?;
         Ok(Ended::NoContent)
@@ -424,7 +411,7 @@ impl AdminApi {
         username: Path<String>,
         body: JsonBody<NewPasswordRequest>,
         _auth: RequiredSession,
-    ) -> Result<Ended, Refused<ResetStatuses>> {
+    ) -> Result<Ended, Refused<ResetRefusal>> {
         let by = self.ctx.superuser(req).await?;
         let password = Password::new(body.parse()?.new_password);
         self.ctx
@@ -449,7 +436,7 @@ impl AdminApi {
         req: &Request,
         username: Path<String>,
         _auth: RequiredSession,
-    ) -> Result<Ended, Refused<UserPostStatuses>> {
+    ) -> Result<Ended, Refused<UserRefusal>> {
         let by = self.ctx.superuser(req).await?;
         self.ctx.users.unlock(&by, &username.0).await?;
         Ok(Ended::NoContent)
@@ -470,7 +457,7 @@ impl AdminApi {
         req: &Request,
         username: Path<String>,
         _auth: RequiredSession,
-    ) -> Result<Ended, Refused<UserPostStatuses>> {
+    ) -> Result<Ended, Refused<UserRefusal>> {
         let by = self.ctx.superuser(req).await?;
         self.ctx.users.set_disabled(&by, &username.0, true).await?;
         Ok(Ended::NoContent)
@@ -490,7 +477,7 @@ impl AdminApi {
         req: &Request,
         username: Path<String>,
         _auth: RequiredSession,
-    ) -> Result<Ended, Refused<UserPostStatuses>> {
+    ) -> Result<Ended, Refused<UserRefusal>> {
         let by = self.ctx.superuser(req).await?;
         self.ctx.users.set_disabled(&by, &username.0, false).await?;
         Ok(Ended::NoContent)
@@ -510,7 +497,7 @@ impl AdminApi {
         req: &Request,
         username: Path<String>,
         _auth: RequiredSession,
-    ) -> Result<Ended, Refused<UserStatuses>> {
+    ) -> Result<Ended, Refused<UserRefusal>> {
         let by = self.ctx.superuser(req).await?;
         self.ctx.users.end_user_sessions(&by, &username.0).await?;
         Ok(Ended::NoContent)

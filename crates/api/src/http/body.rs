@@ -1,8 +1,8 @@
 //! Request bodies: declared `application/json` in the document, and parsed strictly with serde
-//! only when the handler asks, so that the checks that come first (R14's limit on logins) do
-//! come first. A body of another media type is 415, one that is not JSON 400, and JSON of the
-//! wrong shape or types 422: `{"username": 5}` is never read as `"5"`. No refusal echoes the
-//! body, which may hold a password.
+//! only when the handler asks, so that what R5f puts first (R14's limit on logins) does come
+//! first. A body of another media type is 415, one that is not JSON 400, and JSON of the wrong
+//! shape or types 422: `{"username": 5}` is never read as `"5"`. No refusal echoes the body,
+//! which may hold a password.
 
 use std::marker::PhantomData;
 
@@ -14,7 +14,7 @@ use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 
-use super::problem::Refusal;
+use super::problem::refuse;
 
 /// The media type of every request body.
 pub const JSON: &str = "application/json";
@@ -27,19 +27,36 @@ pub struct JsonBody<T> {
     _shape: PhantomData<T>,
 }
 
+/// What is wrong with a request body.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BodyRefusal {
+    /// Not `application/json`.
+    MediaType,
+    /// Not JSON at all.
+    NotJson,
+    /// JSON of the wrong shape or types.
+    Shape,
+}
+
+refuse! {
+    BodyRefusal {
+        Self::MediaType => UNSUPPORTED_MEDIA_TYPE("the body must be application/json"),
+        Self::NotJson => BAD_REQUEST("the body is not JSON"),
+        Self::Shape => UNPROCESSABLE_ENTITY(
+            "the JSON body has a missing, unknown or mistyped field; see the API document"
+        ),
+    }
+}
+
 impl<T: DeserializeOwned> JsonBody<T> {
-    /// The body as `T`, or the refusal for what is wrong with it.
-    pub fn parse(self) -> Result<T, Refusal> {
+    /// The body as `T`, or what is wrong with it.
+    pub fn parse(self) -> Result<T, BodyRefusal> {
         if !self.is_json {
-            return Err(Refusal::unsupported_media_type());
+            return Err(BodyRefusal::MediaType);
         }
         serde_json::from_slice(&self.bytes).map_err(|error| match error.classify() {
-            Category::Data => Refusal::unprocessable(
-                "the JSON body has a missing, unknown or mistyped field; see the API document",
-            ),
-            Category::Syntax | Category::Eof | Category::Io => {
-                Refusal::bad_request("the body is not JSON")
-            }
+            Category::Data => BodyRefusal::Shape,
+            Category::Syntax | Category::Eof | Category::Io => BodyRefusal::NotJson,
         })
     }
 }
@@ -96,6 +113,7 @@ impl<'a, T: Type + DeserializeOwned + Send> ApiExtractor<'a> for JsonBody<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::problem::Refuse;
 
     #[derive(serde::Deserialize, Debug)]
     #[serde(deny_unknown_fields)]
@@ -124,21 +142,20 @@ mod tests {
     #[test]
     fn the_wrong_type_is_422_never_coerced_and_garbage_is_400() {
         assert!(body(true, r#"{"name":"a"}"#).parse().is_ok());
-        for (text, status) in [
-            (r#"{"name":5}"#, 422),
-            (r#"{"name":"a","x":1}"#, 422),
-            ("{}", 422),
-            ("null", 422),
-            ("[]", 422),
-            ("{", 400),
-            ("", 400),
-            ("name=a", 400),
+        for (text, refusal) in [
+            (r#"{"name":5}"#, BodyRefusal::Shape),
+            (r#"{"name":"a","x":1}"#, BodyRefusal::Shape),
+            ("{}", BodyRefusal::Shape),
+            ("null", BodyRefusal::Shape),
+            ("[]", BodyRefusal::Shape),
+            ("{", BodyRefusal::NotJson),
+            ("", BodyRefusal::NotJson),
+            ("name=a", BodyRefusal::NotJson),
         ] {
-            let refusal = body(true, text).parse().unwrap_err();
-            assert_eq!(refusal.status().as_u16(), status, "{text:?}");
+            assert_eq!(body(true, text).parse().unwrap_err(), refusal, "{text:?}");
         }
         let refusal = body(false, r#"{"name":"a"}"#).parse().unwrap_err();
-        assert_eq!(refusal.status().as_u16(), 415);
+        assert_eq!(refusal, BodyRefusal::MediaType);
     }
 
     #[test]
@@ -148,7 +165,7 @@ mod tests {
             format!(r#"{{"name":{secret}}}"#),
             format!(r#"{{"{secret}":1}}"#),
         ] {
-            let refusal = body(true, &text).parse().unwrap_err();
+            let refusal = body(true, &text).parse().unwrap_err().refusal();
             assert!(!format!("{refusal:?}").contains(secret));
         }
     }

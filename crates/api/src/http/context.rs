@@ -6,12 +6,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use poem::Request;
 use websessions_domain::{
-    AccessError, Me, Presented, SelfService, SessionAdmin, SessionHolder, SessionPolicy, Superuser,
-    UserAdmin,
+    AccessError, LoginRequired, Me, Presented, SelfService, SessionAdmin, SessionHolder,
+    SessionPolicy, Superuser, UserAdmin,
 };
 
-use super::edge::{self, Carrier, EdgeSettings};
-use super::problem::Refusal;
+use super::edge::{self, EdgeSettings};
 use crate::metrics::Metrics;
 
 /// Whether the service can reach its database.
@@ -44,44 +43,18 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
-    /// The presented credential (bearer or cookie) and client address, and how it came.
-    pub(crate) fn presented(&self, req: &Request) -> (Presented, Carrier) {
+    /// The presented credential (bearer or cookie) and client address.
+    pub(crate) fn presented(&self, req: &Request) -> Presented {
         edge::presented(req, &self.edge)
     }
 
-    /// 401 for a request without a valid session, clearing the cookie when the invalid
-    /// credential came in one.
-    pub(crate) fn no_session(&self, carrier: Carrier) -> Refusal {
-        let refusal = Refusal::no_session();
-        match carrier {
-            Carrier::Cookie => refusal.clearing(edge::clear_cookie(&self.edge.cookie)),
-            Carrier::None | Carrier::Bearer => refusal,
-        }
+    /// The presented session's logged-in user.
+    pub(crate) async fn me(&self, req: &Request) -> Result<Me, LoginRequired> {
+        self.me.me(&self.presented(req)).await
     }
 
-    fn refuse_access(&self, error: AccessError, carrier: Carrier) -> Refusal {
-        match error {
-            AccessError::NoSession => self.no_session(carrier),
-            other => other.into(),
-        }
-    }
-
-    /// The presented session's logged-in user (401 otherwise).
-    pub(crate) async fn me(&self, req: &Request) -> Result<Me, Refusal> {
-        let (presented, carrier) = self.presented(req);
-        self.me
-            .me(&presented)
-            .await
-            .map_err(|e| self.refuse_access(e, carrier))
-    }
-
-    /// The presented session's user as a superuser (401 without a logged-in session, 403
-    /// for other users).
-    pub(crate) async fn superuser(&self, req: &Request) -> Result<Superuser, Refusal> {
-        let (presented, carrier) = self.presented(req);
-        self.admin
-            .authorize(&presented)
-            .await
-            .map_err(|e| self.refuse_access(e, carrier))
+    /// The presented session's user as a superuser.
+    pub(crate) async fn superuser(&self, req: &Request) -> Result<Superuser, AccessError> {
+        self.admin.authorize(&self.presented(req)).await
     }
 }

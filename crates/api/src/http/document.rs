@@ -2,16 +2,28 @@
 //! Every output goes through it: the served `/openapi.json` and `/docs`, and
 //! `websessions openapi` (which the committed `openapi/openapi.json` is).
 //!
-//! - The cookie security scheme names the configured cookie, not the compiled default.
+//! - Every operation lists what the guard can refuse it with before its handler runs
+//!   (`guard::statuses`: R12, the body bound, a malformed parameter), beside the statuses of
+//!   its own error type.
+//! - The cookie security scheme names the configured cookie, not the compiled default; an
+//!   operation that needs no session says so with an empty `security`, and the one server
+//!   is the one the document was fetched from (`/`), where poem-openapi writes an empty
+//!   list.
 //! - Every `/v1` answer declares `Cache-Control: no-store`, which the guard sends, and every
 //!   header is named in its usual case (poem-openapi writes derived headers in capitals).
 //! - A property that refers to another schema carries no sibling keywords (OpenAPI 3.0
 //!   ignores them, and generators choke on the `allOf` poem-openapi wraps them in): a
-//!   description is dropped, and a nullable reference becomes `allOf: [$ref]` with
-//!   `nullable: true` beside it, the 3.0 idiom.
+//!   description is dropped, and a nullable reference becomes the referenced object schema
+//!   itself with `nullable: true` beside its `type` (strict 3.0.3 readers such as Ajv and
+//!   Redocly ignore `nullable` without a `type`).
 
+use poem::http::Method;
+#[cfg(test)]
+use poem::http::StatusCode;
 use serde_json::{Value, json};
 
+use super::guard;
+use super::problem::meta_response;
 use super::security::COOKIE_SCHEME;
 
 /// The finished document, as JSON text.
@@ -20,18 +32,117 @@ pub fn finish(generated: &str, cookie_name: &str) -> String {
         return generated.to_owned();
     };
     name_cookie(&mut document, cookie_name);
+    add_guard_statuses(&mut document);
+    declare_public(&mut document);
     declare_no_store(&mut document);
+    if let Some(top) = document.as_object_mut() {
+        top.insert(
+            "servers".into(),
+            json!([{"url": "/", "description": "the server this document was fetched from"}]),
+        );
+    }
+    let schemas = document
+        .pointer("/components/schemas")
+        .cloned()
+        .unwrap_or(Value::Null);
+    if let Some(all) = document
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        for schema in all.values_mut() {
+            if let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+                for property in properties.values_mut() {
+                    bare_reference(property, &schemas);
+                }
+            }
+        }
+    }
+    drop_unreferenced_schemas(&mut document);
+    serde_json::to_string_pretty(&document).unwrap_or_else(|_| generated.to_owned())
+}
+
+/// Schemas that nothing refers to any more (an inlined nullable one) are not listed.
+fn drop_unreferenced_schemas(document: &mut Value) {
+    let text = document.to_string();
     if let Some(schemas) = document
         .pointer_mut("/components/schemas")
         .and_then(Value::as_object_mut)
     {
-        for schema in schemas.values_mut() {
-            if let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) {
-                properties.values_mut().for_each(bare_reference);
+        schemas.retain(|name, _| text.contains(&format!("\"#/components/schemas/{name}\"")));
+    }
+}
+
+/// Each operation, with its path and method.
+fn operations(document: &mut Value) -> impl Iterator<Item = (&String, Method, &mut Value)> {
+    document
+        .get_mut("paths")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|paths| paths.iter_mut())
+        .filter_map(|(path, item)| Some((path, item.as_object_mut()?)))
+        .flat_map(|(path, item)| {
+            item.iter_mut().filter_map(move |(method, operation)| {
+                let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).ok()?;
+                Some((path, method, operation))
+            })
+        })
+}
+
+/// What the guard refuses before a handler runs, listed on every operation it can happen to.
+fn add_guard_statuses(document: &mut Value) {
+    for (path, method, operation) in operations(document) {
+        let has_parameters = operation
+            .get("parameters")
+            .and_then(Value::as_array)
+            .is_some_and(|parameters| !parameters.is_empty());
+        let Some(responses) = operation
+            .get_mut("responses")
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        for status in guard::statuses(&method, path, has_parameters) {
+            let key = status.as_u16().to_string();
+            if !responses.contains_key(&key) {
+                let response = serde_json::to_value(meta_response(status)).unwrap_or(Value::Null);
+                responses.insert(key, response);
             }
         }
     }
-    serde_json::to_string_pretty(&document).unwrap_or_else(|_| generated.to_owned())
+}
+
+/// An operation without a security requirement needs no session: it says so explicitly.
+fn declare_public(document: &mut Value) {
+    for (_, _, operation) in operations(document) {
+        if let Some(operation) = operation.as_object_mut() {
+            operation.entry("security").or_insert_with(|| json!([]));
+        }
+    }
+}
+
+/// The statuses each operation of `document` lists, by `operationId`.
+#[cfg(test)]
+pub(crate) fn listed_statuses(document: &Value) -> Vec<(String, Method, String, Vec<StatusCode>)> {
+    let mut document = document.clone();
+    operations(&mut document)
+        .map(|(path, method, operation)| {
+            let id = operation["operationId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let statuses = operation["responses"]
+                .as_object()
+                .map(|responses| {
+                    responses
+                        .keys()
+                        .filter_map(|key| key.parse::<u16>().ok())
+                        .filter_map(|code| StatusCode::from_u16(code).ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            (id, method, path.clone(), statuses)
+        })
+        .collect()
 }
 
 fn name_cookie(document: &mut Value, cookie_name: &str) {
@@ -101,22 +212,31 @@ fn declare_no_store(document: &mut Value) {
 }
 
 /// `allOf: [{$ref}, {patch}]` as poem-openapi writes a described or nullable reference, made
-/// into what generators and validators read.
-fn bare_reference(property: &mut Value) {
+/// into what generators and validators read: the bare reference, or, when nullable, the
+/// referenced object schema with `nullable: true` (from `schemas`, the components).
+fn bare_reference(property: &mut Value, schemas: &Value) {
     let Some(all_of) = property.get("allOf").and_then(Value::as_array) else {
         return;
     };
     let [reference, patch] = all_of.as_slice() else {
         return;
     };
-    if reference.get("$ref").is_none() {
+    let Some(target) = reference.get("$ref").and_then(Value::as_str) else {
         return;
-    }
+    };
     let nullable = patch.get("nullable").and_then(Value::as_bool) == Some(true);
-    *property = if nullable {
-        json!({"allOf": [reference], "nullable": true})
-    } else {
-        reference.clone()
+    let referenced = target
+        .strip_prefix("#/components/schemas/")
+        .and_then(|name| schemas.get(name));
+    *property = match referenced {
+        Some(schema) if nullable && schema.get("type").is_some() => {
+            let mut schema = schema.clone();
+            if let Some(object) = schema.as_object_mut() {
+                object.insert("nullable".into(), Value::Bool(true));
+            }
+            schema
+        }
+        _ => reference.clone(),
     };
 }
 
@@ -127,18 +247,24 @@ mod tests {
     #[test]
     fn the_pass_names_the_cookie_declares_no_store_and_bares_references() {
         let generated = json!({
+            "servers": [],
             "paths": {
-                "/v1/x": {"get": {"responses": {"200": {"description": "ok",
+                "/v1/x": {"get": {"security": [{"SessionCookie": []}], "responses": {"200": {"description": "ok",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/S"}}},
                     "headers": {"X-WEBSESSIONS-USER": {"schema": {"type": "string"}}}}}}},
                 "/health/live": {"get": {"responses": {"200": {"description": "ok"}}}}
             },
             "components": {
                 "securitySchemes": {"SessionCookie": {"type": "apiKey", "name": "__Host-websession", "in": "cookie"}},
-                "schemas": {"S": {"type": "object", "properties": {
-                    "kind": {"allOf": [{"$ref": "#/components/schemas/Kind"}, {"description": "d"}]},
-                    "user": {"allOf": [{"$ref": "#/components/schemas/U"}, {"nullable": true, "description": "d"}]},
-                    "n": {"type": "integer"}
-                }}}
+                "schemas": {
+                    "S": {"type": "object", "properties": {
+                        "kind": {"allOf": [{"$ref": "#/components/schemas/Kind"}, {"description": "d"}]},
+                        "user": {"allOf": [{"$ref": "#/components/schemas/U"}, {"nullable": true, "description": "d"}]},
+                        "n": {"type": "integer"}
+                    }},
+                    "U": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+                    "Kind": {"type": "string"}
+                }
             }
         });
         let finished: Value = serde_json::from_str(&finish(&generated.to_string(), "sid")).unwrap();
@@ -146,12 +272,21 @@ mod tests {
             finished.pointer("/components/securitySchemes/SessionCookie/name"),
             Some(&json!("sid"))
         );
+        assert_eq!(finished["servers"][0]["url"], "/");
         let no_store = "/paths/~1v1~1x/get/responses/200/headers/Cache-Control/schema/enum/0";
         assert_eq!(finished.pointer(no_store), Some(&json!("no-store")));
         let user = "/paths/~1v1~1x/get/responses/200/headers/X-Websessions-User";
         assert!(finished.pointer(user).is_some());
         let health = "/paths/~1health~1live/get/responses/200/headers";
         assert_eq!(finished.pointer(health), None);
+        assert_eq!(
+            finished.pointer("/paths/~1health~1live/get/security"),
+            Some(&json!([]))
+        );
+        assert_eq!(
+            finished.pointer("/paths/~1v1~1x/get/security"),
+            Some(&json!([{"SessionCookie": []}]))
+        );
         let properties = finished
             .pointer("/components/schemas/S/properties")
             .unwrap();
@@ -161,8 +296,40 @@ mod tests {
         );
         assert_eq!(
             properties["user"],
-            json!({"allOf": [{"$ref": "#/components/schemas/U"}], "nullable": true})
+            json!({"type": "object", "nullable": true, "required": ["name"],
+                   "properties": {"name": {"type": "string"}}})
         );
         assert_eq!(properties["n"], json!({"type": "integer"}));
+        assert!(finished.pointer("/components/schemas/Kind").is_some());
+        assert!(finished.pointer("/components/schemas/U").is_none());
+    }
+
+    #[test]
+    fn the_guards_refusals_are_listed_where_the_guard_can_refuse() {
+        let generated = json!({"paths": {
+            "/v1/w": {"post": {"responses": {"200": {"description": "ok"}}}},
+            "/v1/d/{id}": {"delete": {"parameters": [{"name": "id"}], "responses": {}}},
+            "/v1/auth": {"get": {"responses": {}}},
+            "/v1/r": {"get": {"responses": {}}}
+        }});
+        let finished: Value = serde_json::from_str(&finish(&generated.to_string(), "c")).unwrap();
+        let listed: Vec<(String, Vec<u16>)> = listed_statuses(&finished)
+            .into_iter()
+            .map(|(_, method, path, statuses)| {
+                let codes = statuses.iter().map(StatusCode::as_u16).collect();
+                (format!("{method} {path}"), codes)
+            })
+            .collect();
+        let of = |what: &str| {
+            listed
+                .iter()
+                .find(|(name, _)| name == what)
+                .map(|(_, codes)| codes.clone())
+                .unwrap()
+        };
+        assert_eq!(of("POST /v1/w"), [200, 400, 403, 413]);
+        assert_eq!(of("DELETE /v1/d/{id}"), [400, 403]);
+        assert!(of("GET /v1/auth").is_empty());
+        assert!(of("GET /v1/r").is_empty());
     }
 }

@@ -40,25 +40,36 @@ pub enum Carrier {
     Bearer,
 }
 
-/// The presented credential and where it came from. With an `Authorization` header, that
-/// header alone counts and any cookie is ignored; anything unparsable is no credential (R2).
-pub fn presented(req: &Request, settings: &EdgeSettings) -> (Presented, Carrier) {
-    let ip = client_ip(req, settings);
-    let parse = |text: &str| Credential::parse(text, settings.token_length).ok();
-    let (credential, carrier) = if let Some(value) = req.headers().get(header::AUTHORIZATION) {
-        let credential = value.to_str().ok().and_then(|text| {
-            let (scheme, rest) = text.trim().split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| parse(rest.trim()))?
-        });
-        (credential, Carrier::Bearer)
-    } else if let Some(value) = cookie(req, &settings.cookie.name) {
-        (parse(value), Carrier::Cookie)
+/// How `req` presents its credential, without parsing it.
+pub fn carrier(req: &Request, settings: &EdgeSettings) -> Carrier {
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        Carrier::Bearer
+    } else if cookie(req, &settings.cookie.name).is_some() {
+        Carrier::Cookie
     } else {
-        (None, Carrier::None)
+        Carrier::None
+    }
+}
+
+/// The text of an `Authorization: Bearer` header.
+fn bearer(req: &Request) -> Option<&str> {
+    let text = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = text.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+}
+
+/// The presented credential. With an `Authorization` header, that header alone counts and
+/// any cookie is ignored; anything unparsable is no credential (R2).
+pub fn presented(req: &Request, settings: &EdgeSettings) -> Presented {
+    let text = match carrier(req, settings) {
+        Carrier::Bearer => bearer(req),
+        Carrier::Cookie => cookie(req, &settings.cookie.name),
+        Carrier::None => None,
     };
-    (Presented { credential, ip }, carrier)
+    Presented {
+        credential: text.and_then(|text| Credential::parse(text, settings.token_length).ok()),
+        ip: client_ip(req, settings),
+    }
 }
 
 fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
@@ -82,25 +93,35 @@ pub fn client_ip(req: &Request, settings: &EdgeSettings) -> ClientIp {
     if !trusted(peer, proxies) {
         return ClientIp::new(peer);
     }
-    // A header value that is not text is one entry that is not an address.
-    let entries = req
+    // Split as bytes: an entry that is not text is one entry that is not an address, and
+    // never spoils the entries to its right (a proxy appends to the client's line).
+    let entries: Vec<&[u8]> = req
         .headers()
         .get_all("x-forwarded-for")
         .iter()
-        .flat_map(|value| match value.to_str() {
-            Ok(text) => text.split(',').collect::<Vec<_>>(),
-            Err(_) => vec![""],
-        });
-    let entries: Vec<&str> = entries.collect();
+        .flat_map(|value| value.as_bytes().split(|byte| *byte == b','))
+        .collect();
     let mut right_hop = peer;
     for entry in entries.iter().rev() {
-        match entry.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()) {
-            Ok(ip) if trusted(ip, proxies) => right_hop = ip,
-            Ok(ip) => return ClientIp::new(ip),
-            Err(_) => return ClientIp::new(right_hop),
+        let address = std::str::from_utf8(entry)
+            .ok()
+            .and_then(|text| text.trim().parse::<IpAddr>().ok())
+            .map(|ip| ip.to_canonical());
+        match address {
+            Some(ip) if trusted(ip, proxies) => right_hop = ip,
+            Some(ip) => return ClientIp::new(ip),
+            None => return ClientIp::new(right_hop),
         }
     }
     ClientIp::new(right_hop)
+}
+
+/// The methods R12 concerns: the ones that change state.
+pub fn is_state_changing(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    )
 }
 
 /// Where a browser says a request comes from (R12).
@@ -112,8 +133,9 @@ enum Provenance {
     Foreign,
 }
 
-/// R12: a state-changing request with no `Authorization` header is refused when a browser
-/// says it comes from elsewhere and its `Origin` is not trusted, with the session cookie or
+/// R12: a state-changing request without a Bearer credential is refused when a browser says
+/// it comes from elsewhere and its `Origin` is not trusted (a browser attaches cached Basic or
+/// Digest credentials to another site's form by itself, never a Bearer one), with the session cookie or
 /// without it: without it, another site's form could still set or clear the cookie (a new
 /// anonymous session replacing a signed-in one, a logout). `Sec-Fetch-Site`, when present,
 /// alone says where a request comes from (`cross-site` and `same-site` are foreign, as is a
@@ -121,14 +143,15 @@ enum Provenance {
 /// `Origin` that does not name the request's `Host` is foreign (`null` or an unparsable one
 /// included). Clients that are not browsers send neither header and are not concerned.
 pub fn is_refused_cross_site(req: &Request, settings: &EdgeSettings) -> bool {
-    let state_changing = matches!(
-        *req.method(),
-        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-    );
-    if !state_changing || req.headers().contains_key(header::AUTHORIZATION) {
+    if !is_state_changing(req.method()) || bearer(req).is_some() {
         return false;
     }
-    let header_text = |name| req.headers().get(name).map(|v| v.to_str().ok());
+    // A header a browser sends once: present twice, it says nothing trustworthy.
+    let header_text = |name| {
+        let mut values = req.headers().get_all(name).iter();
+        let first = values.next()?;
+        Some(first.to_str().ok().filter(|_| values.next().is_none()))
+    };
     let origin = header_text(header::ORIGIN.as_str()).map(|text| text.and_then(Origin::parse));
     let provenance = match header_text("sec-fetch-site") {
         Some(Some(site))
@@ -141,12 +164,13 @@ pub fn is_refused_cross_site(req: &Request, settings: &EdgeSettings) -> bool {
             None => Provenance::Here,
             Some(None) => Provenance::Foreign,
             Some(Some(origin)) => {
-                let host = req
-                    .headers()
-                    .get(header::HOST)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-                    .or_else(|| req.uri().authority().map(ToString::to_string));
+                // The request's own authority (HTTP/2's `:authority`, or an absolute-form
+                // target) before `Host`, as HTTP/1.1 says.
+                let host = req.uri().authority().map(ToString::to_string).or_else(|| {
+                    header_text(header::HOST.as_str())
+                        .flatten()
+                        .map(str::to_owned)
+                });
                 if host.is_some_and(|host| origin.is_host(&host)) {
                     Provenance::Here
                 } else {
@@ -231,25 +255,23 @@ mod tests {
     fn bearer_header_wins_over_the_cookie_even_when_malformed() {
         let cookie = format!("__Host-websession={}", credential().expose());
         let req = request(Method::GET, &[("cookie", &cookie)], "192.0.2.1:4000");
-        let (found, carrier) = presented(&req, &settings());
-        assert_eq!(found.credential, Some(credential()));
-        assert_eq!(carrier, Carrier::Cookie);
+        assert_eq!(presented(&req, &settings()).credential, Some(credential()));
+        assert_eq!(carrier(&req, &settings()), Carrier::Cookie);
 
         let req = request(
             Method::GET,
             &[("cookie", &cookie), ("authorization", "Bearer nonsense")],
             "192.0.2.1:4000",
         );
-        let (found, carrier) = presented(&req, &settings());
-        assert_eq!(found.credential, None);
-        assert_eq!(carrier, Carrier::Bearer);
+        assert_eq!(presented(&req, &settings()).credential, None);
+        assert_eq!(carrier(&req, &settings()), Carrier::Bearer);
 
         let bearer = format!("bearer {}", credential().expose());
         let req = request(Method::GET, &[("authorization", &bearer)], "192.0.2.1:4000");
-        assert_eq!(
-            presented(&req, &settings()).0.credential,
-            Some(credential())
-        );
+        assert_eq!(presented(&req, &settings()).credential, Some(credential()));
+        let basic = format!("Basic {}", credential().expose());
+        let req = request(Method::GET, &[("authorization", &basic)], "192.0.2.1:4000");
+        assert_eq!(presented(&req, &settings()).credential, None);
     }
 
     fn client(headers: &[(&str, &str)], peer: &str) -> String {
@@ -306,6 +328,17 @@ mod tests {
     }
 
     #[test]
+    fn r11_an_entry_that_is_not_text_spoils_no_entry_to_its_right() {
+        let mut req = request(Method::GET, &[], "10.0.0.2:1");
+        let line = poem::http::HeaderValue::from_bytes(b"\xe9, 198.51.100.7").unwrap();
+        req.headers_mut().insert("x-forwarded-for", line);
+        assert_eq!(client_ip(&req, &settings()).to_string(), "198.51.100.7");
+        let line = poem::http::HeaderValue::from_bytes(b"198.51.100.7, \xe9").unwrap();
+        req.headers_mut().insert("x-forwarded-for", line);
+        assert_eq!(client_ip(&req, &settings()).to_string(), "10.0.0.2");
+    }
+
+    #[test]
     fn r11_all_trusted_hops_give_the_left_most() {
         let all = [("x-forwarded-for", "10.9.9.9, 10.1.1.1")];
         assert_eq!(client(&all, "10.0.0.2:4000"), "10.9.9.9");
@@ -357,7 +390,17 @@ mod tests {
         let foreign = ("sec-fetch-site", "cross-site");
         for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
             assert!(refused(method.clone(), &[foreign]), "{method}");
-            assert!(!refused(method, &[foreign, ("authorization", "Bearer x")]));
+            assert!(!refused(
+                method.clone(),
+                &[foreign, ("authorization", "Bearer x")]
+            ));
+            // A browser attaches cached Basic credentials to another site's form by itself.
+            for other in ["Basic Zm9vOmJhcg==", "", "Digest x"] {
+                assert!(refused(
+                    method.clone(),
+                    &[foreign, ("authorization", other)]
+                ));
+            }
         }
         for method in [Method::GET, Method::HEAD, Method::OPTIONS] {
             assert!(!refused(method, &[foreign]));
@@ -391,6 +434,18 @@ mod tests {
         assert!(case("https://partner.example:8443", "app.example"));
         // No Origin and no Sec-Fetch-Site: not a browser's cross-site write.
         assert!(!refused(Method::POST, &[("host", "app.example")]));
+        // Said twice, an Origin or Sec-Fetch-Site is no answer.
+        let twice = [
+            ("origin", "https://app.example"),
+            ("origin", "https://evil.example"),
+            ("host", "app.example"),
+        ];
+        assert!(refused(Method::POST, &twice));
+        let twice = [
+            ("sec-fetch-site", "same-origin"),
+            ("sec-fetch-site", "same-origin"),
+        ];
+        assert!(refused(Method::POST, &twice));
     }
 
     #[test]

@@ -10,8 +10,10 @@ use poem::Request;
 use poem_openapi::param::Query;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
 
+use websessions_domain::{AccessError, LoginRequired};
+
 use super::context::Context;
-use super::problem::{Refusal, Refused, statuses};
+use super::problem::{Refused, refusals};
 use super::security::RequiredSession;
 
 #[derive(Tags)]
@@ -38,10 +40,9 @@ pub(crate) enum Authenticated {
     ),
 }
 
-statuses! {
+refusals! {
     /// Asking who the caller is.
-    AuthStatuses = [BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, INTERNAL_SERVER_ERROR,
-        SERVICE_UNAVAILABLE];
+    AuthRefusal = LoginRequired | AccessError;
 }
 
 /// The gateway's endpoint.
@@ -72,10 +73,10 @@ impl GatewayApi {
         /// Only superusers pass.
         superuser: Query<Option<bool>>,
         _auth: RequiredSession,
-    ) -> Result<Authenticated, Refused<AuthStatuses>> {
+    ) -> Result<Authenticated, Refused<AuthRefusal>> {
         let me = self.ctx.me(req).await?;
         if superuser.0 == Some(true) && !me.user.superuser {
-            return Err(Refusal::forbidden("a superuser is needed").into());
+            return Err(AccessError::NotSuperuser.into());
         }
         Ok(Authenticated::NoContent(
             me.user.username.to_string(),

@@ -1,17 +1,19 @@
 //! What every request passes, as named steps: R12's refusal of cross-site writes and the
-//! 16 KiB body bound (both before any handler, in R5f's order), the handler, the translation
-//! of poem's own errors into problems, `Cache-Control: no-store` on `/v1`, and the latency
-//! metric and debug log line. `GET /v1/auth`, the gateway's question, changes nothing but the
-//! touch and reads no body: it is exempt from R12 and the body bound (SPEC section 9).
+//! 16 KiB body bound (both before any handler: the first checks of R5f), the handler, the
+//! translation of poem's own errors into problems, the clearing of a session cookie that was
+//! refused as no session, `Cache-Control: no-store` on `/v1`, and the latency metric and debug
+//! log line. `GET /v1/auth`, the gateway's question, changes nothing but the touch and reads
+//! no body: it is exempt from R12 and the body bound (SPEC section 9). What the guard can
+//! refuse an operation with is declared once (`statuses`), from the same predicates it runs.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use poem::http::{HeaderValue, Method, header};
+use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::{Endpoint, IntoResponse, PathPattern, Request, Response};
 
-use super::edge::{self, EdgeSettings};
-use super::problem::Refusal;
+use super::edge::{self, Carrier, EdgeSettings};
+use super::problem::{Refusal, Refuse, SessionRefused, refuse};
 use crate::metrics::Metrics;
 
 /// Largest request body accepted on `/v1` (R13's 16 KiB bounds every body).
@@ -22,6 +24,55 @@ pub const AUTH_PATH: &str = "/v1/auth";
 
 fn is_v1(path: &str) -> bool {
     path == "/v1" || path.starts_with("/v1/")
+}
+
+/// Whether R12 and the body bound apply to requests on `path`: `/v1`, but the gateway's
+/// question.
+fn is_guarded(path: &str) -> bool {
+    is_v1(path) && path != AUTH_PATH
+}
+
+/// Whether the guard reads (and bounds) a request body of `method`.
+fn has_body(method: &Method) -> bool {
+    matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+}
+
+/// What the guard refuses before any handler runs.
+#[derive(Debug)]
+enum GuardRefusal {
+    /// R12.
+    CrossSite,
+    /// A body over `MAX_BODY_BYTES`.
+    TooLarge,
+    /// A body that could not be read.
+    Unreadable,
+}
+
+refuse! {
+    GuardRefusal {
+        Self::CrossSite => FORBIDDEN(
+            "a browser's state-changing request from another origin was refused (R12)"
+        ),
+        Self::TooLarge => PAYLOAD_TOO_LARGE("the body is larger than 16 KiB"),
+        Self::Unreadable => BAD_REQUEST("the request body could not be read"),
+    }
+}
+
+/// Every status an operation at `path` with `method` can get before its handler runs: R12's
+/// 403 for a state-changing method, the body bound's 413 and 400 where a body is read, and 400
+/// for a parameter poem cannot parse when the operation has parameters (`respond`).
+pub fn statuses(method: &Method, path: &str, has_parameters: bool) -> Vec<StatusCode> {
+    let mut statuses = Vec::new();
+    if is_guarded(path) && edge::is_state_changing(method) {
+        statuses.push(StatusCode::FORBIDDEN);
+    }
+    if is_guarded(path) && has_body(method) {
+        statuses.extend([StatusCode::PAYLOAD_TOO_LARGE, StatusCode::BAD_REQUEST]);
+    }
+    if has_parameters {
+        statuses.push(StatusCode::BAD_REQUEST);
+    }
+    statuses
 }
 
 /// Every request, start to finish.
@@ -39,10 +90,17 @@ pub(super) async fn guard<E: Endpoint>(
         // The gateway's question is answered alike whatever the method (SPEC section 9).
         req.set_method(Method::GET);
     }
-    let mut response = match admit(&mut req, &edge, v1 && path != AUTH_PATH).await {
-        Err(refusal) => refusal.into_response(),
+    let carrier = edge::carrier(&req, &edge);
+    let mut response = match admit(&mut req, &edge, &path).await {
+        Err(refused) => refused.refusal().into_response(),
         Ok(()) => respond(endpoint.as_ref(), req).await,
     };
+    if response.data::<SessionRefused>().is_some()
+        && carrier == Carrier::Cookie
+        && let Ok(clear) = HeaderValue::try_from(edge::clear_cookie(&edge.cookie))
+    {
+        response.headers_mut().append(header::SET_COOKIE, clear);
+    }
     if v1 {
         response
             .headers_mut()
@@ -61,17 +119,15 @@ pub(super) async fn guard<E: Endpoint>(
     Ok(response)
 }
 
-/// R12, then the body bound, for a `/v1` request that `checked` says they apply to.
-async fn admit(req: &mut Request, edge: &EdgeSettings, checked: bool) -> Result<(), Refusal> {
-    if !checked {
+/// R12, then the body bound, where `statuses` says they apply.
+async fn admit(req: &mut Request, edge: &EdgeSettings, path: &str) -> Result<(), GuardRefusal> {
+    if !is_guarded(path) {
         return Ok(());
     }
     if edge::is_refused_cross_site(req, edge) {
-        return Err(Refusal::forbidden(
-            "cross-site request with the session cookie refused",
-        ));
+        return Err(GuardRefusal::CrossSite);
     }
-    if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
+    if has_body(req.method()) {
         bound_body(req).await?;
     }
     Ok(())
@@ -79,22 +135,22 @@ async fn admit(req: &mut Request, edge: &EdgeSettings, checked: bool) -> Result<
 
 /// Reads the body into memory, refusing more than `MAX_BODY_BYTES` whether or not a
 /// `Content-Length` announced it.
-async fn bound_body(req: &mut Request) -> Result<(), Refusal> {
+async fn bound_body(req: &mut Request) -> Result<(), GuardRefusal> {
     let announced = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(Refusal::too_large());
+        return Err(GuardRefusal::TooLarge);
     }
     let bytes = req
         .take_body()
         .into_bytes_limit(MAX_BODY_BYTES)
         .await
         .map_err(|error| match error {
-            poem::error::ReadBodyError::PayloadTooLarge => Refusal::too_large(),
-            _ => Refusal::bad_request("the request body could not be read"),
+            poem::error::ReadBodyError::PayloadTooLarge => GuardRefusal::TooLarge,
+            _ => GuardRefusal::Unreadable,
         })?;
     req.set_body(bytes);
     Ok(())

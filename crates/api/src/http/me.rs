@@ -8,12 +8,12 @@ use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 use time::OffsetDateTime;
-use websessions_domain::SessionId;
+use websessions_domain::{EndSessionError, InfraError, LoginRequired};
 
 use super::context::Context;
-use super::problem::{Refusal, Refused, statuses};
+use super::problem::{Refused, refusals};
 use super::security::RequiredSession;
-use super::session::Kind;
+use super::wire::{Ended, Kind, session_id};
 
 #[derive(Tags)]
 enum Tag {
@@ -46,26 +46,11 @@ pub(crate) enum MySessionsAnswer {
     Ok(Json<MySessions>),
 }
 
-#[derive(ApiResponse)]
-pub(crate) enum Ended {
-    /// Done.
-    #[oai(status = 204)]
-    NoContent,
-}
-
-statuses! {
-    /// Listing one's own sessions.
-    ListStatuses = [UNAUTHORIZED, INTERNAL_SERVER_ERROR, SERVICE_UNAVAILABLE];
+refusals! {
+    /// Reading or acting on all of one's own sessions.
+    MineRefusal = LoginRequired | InfraError;
     /// Ending one of one's own sessions by id.
-    EndOneStatuses = [BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, INTERNAL_SERVER_ERROR,
-        SERVICE_UNAVAILABLE];
-    /// Ending all one's other sessions.
-    EndOthersStatuses = [UNAUTHORIZED, FORBIDDEN, INTERNAL_SERVER_ERROR, SERVICE_UNAVAILABLE];
-}
-
-/// A session id from a path: one that can name no session is simply not found.
-pub(crate) fn session_id(id: i64) -> Result<SessionId, Refusal> {
-    SessionId::new(id).ok_or_else(|| Refusal::not_found("no such session"))
+    EndMineRefusal = LoginRequired | EndSessionError;
 }
 
 /// Self-service endpoints.
@@ -89,7 +74,7 @@ impl MeApi {
         &self,
         req: &Request,
         _auth: RequiredSession,
-    ) -> Result<MySessionsAnswer, Refused<ListStatuses>> {
+    ) -> Result<MySessionsAnswer, Refused<MineRefusal>> {
         let me = self.ctx.me(req).await?;
         let items = self
             .ctx
@@ -124,7 +109,7 @@ impl MeApi {
         req: &Request,
         id: Path<i64>,
         _auth: RequiredSession,
-    ) -> Result<Ended, Refused<EndOneStatuses>> {
+    ) -> Result<Ended, Refused<EndMineRefusal>> {
         let me = self.ctx.me(req).await?;
         let id = session_id(id.0)?;
         self.ctx.me.end_my_session(&me, id).await?;
@@ -144,7 +129,7 @@ impl MeApi {
         &self,
         req: &Request,
         _auth: RequiredSession,
-    ) -> Result<Ended, Refused<EndOthersStatuses>> {
+    ) -> Result<Ended, Refused<MineRefusal>> {
         let me = self.ctx.me(req).await?;
         self.ctx.me.end_my_other_sessions(&me).await?;
         Ok(Ended::NoContent)

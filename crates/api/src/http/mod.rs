@@ -18,16 +18,18 @@ mod me;
 mod origin;
 mod portal;
 mod problem;
+mod refusals;
 mod security;
 mod session;
 #[cfg(test)]
 mod tests;
+mod wire;
 
 use std::sync::Arc;
 
 use poem::web::Html;
 use poem::{Endpoint, EndpointExt, Route, endpoint::make_sync};
-use poem_openapi::OpenApiService;
+use poem_openapi::{LicenseObject, OpenApiService};
 
 pub use admin::AdminApi;
 pub use context::{Context, Readiness};
@@ -51,13 +53,17 @@ fn service(ctx: Arc<Context>) -> OpenApiService<Apis, ()> {
         AdminApi { ctx: ctx.clone() },
         HealthApi { ctx },
     );
-    OpenApiService::new(apis, "websessions", env!("CARGO_PKG_VERSION")).description(
-        "Server-side web sessions: start, recognise, log into and out of sessions; list \
+    OpenApiService::new(apis, "websessions", env!("CARGO_PKG_VERSION"))
+        .license(
+            LicenseObject::new("GPL-3.0-or-later").url("https://www.gnu.org/licenses/gpl-3.0.html"),
+        )
+        .description(
+            "Server-side web sessions: start, recognise, log into and out of sessions; list \
          and end one's own sessions; superusers manage every session and user account. \
          Browsers hold the credential in an HttpOnly cookie; API clients send it as \
          `Authorization: Bearer <id>.<token>`. Errors are RFC 9457 problem details, and \
          every /v1 answer carries `Cache-Control: no-store`.",
-    )
+        )
 }
 
 /// The OpenAPI document for `ctx`'s configuration: the one committed in `openapi/` (with the

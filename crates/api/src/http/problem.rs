@@ -1,25 +1,24 @@
-//! Refusals as RFC 9457 `application/problem+json`, and how each operation documents exactly
-//! the ones it can answer.
+//! Refusals as RFC 9457 `application/problem+json`, and how each operation's statuses follow
+//! from its error types.
 //!
-//! Every domain error maps to a `Refusal` in full (no catch-all arm), so a new domain variant
-//! does not compile until it has an answer. An operation answers `Refused<S>`, where `S` lists
-//! the statuses that operation can refuse with (its own, and those the HTTP guard adds before
-//! it runs); the OpenAPI document lists those and no others, each with its real headers.
+//! An error type becomes an answer through `Refuse`, implemented with `refuse!`: each variant
+//! names its status once, and that one token is both the status the variant answers with and
+//! the status the document lists, so the two cannot disagree. An operation answers
+//! `Refused<E>`, where `E` is its own error type, usually an enum of the error types it meets
+//! (`refusals!`), and `Refused<E>` converts from those types only: a handler that meets an
+//! error its operation does not declare does not compile. What the HTTP guard refuses before
+//! any handler runs (R12, the body bound, a malformed parameter) is added to every operation
+//! by the document pass, from the guard's own declaration (`guard::statuses`).
 //! 5xx are logged with their whole chain and shown to clients as an opaque problem.
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{IntoResponse, Response};
 use poem_openapi::registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, Registry};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, Object};
-use websessions_domain::{
-    AccessError, ChangePasswordError, CreateUserError, EndSessionError, InfraError, LoginError,
-    RateLimited, ResetPasswordError, Saturated, SetDataError, StartError, UserError,
-};
 
 /// An RFC 9457 problem detail.
 #[derive(Object, serde::Serialize, Debug, Clone, PartialEq, Eq)]
@@ -50,6 +49,11 @@ impl Problem {
 /// The media type of every refusal.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// Marks an answer that refused the presented credential as no session: the guard clears the
+/// session cookie when the credential came in it.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionRefused;
+
 /// A refusal: a status, a detail for people, and the headers its status carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -57,8 +61,8 @@ pub struct Refusal {
     detail: Cow<'static, str>,
     /// Whole seconds, for 423, 429 and 503.
     retry_after: Option<u64>,
-    /// A `Set-Cookie` that clears an invalid session cookie (401).
-    clear_cookie: Option<String>,
+    /// The presented credential is no valid session (its cookie is cleared).
+    no_session: bool,
 }
 
 impl Refusal {
@@ -67,18 +71,19 @@ impl Refusal {
             status,
             detail: detail.into(),
             retry_after: None,
-            clear_cookie: None,
+            no_session: false,
         }
     }
 
-    fn retry_after(mut self, seconds: u64) -> Self {
+    /// The same refusal, with `Retry-After` in whole seconds (at least 1).
+    pub fn retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds.max(1));
         self
     }
 
-    /// The same refusal, clearing the session cookie.
-    pub fn clearing(mut self, cookie: String) -> Self {
-        self.clear_cookie = Some(cookie);
+    /// The same refusal, saying the presented credential is no valid session.
+    pub fn no_session(mut self) -> Self {
+        self.no_session = true;
         self
     }
 
@@ -86,67 +91,21 @@ impl Refusal {
         self.status
     }
 
-    pub fn bad_request(detail: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, detail)
-    }
-
-    pub fn no_session() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "no valid session was presented")
-    }
-
-    pub fn not_logged_in() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "a logged-in session is needed")
-    }
-
-    pub fn forbidden(detail: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, detail)
-    }
-
-    pub fn not_found(detail: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, detail)
-    }
-
-    pub fn too_large() -> Self {
-        Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "the body is larger than 16 KiB",
-        )
-    }
-
-    pub fn unsupported_media_type() -> Self {
-        Self::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "the body must be application/json",
-        )
-    }
-
-    pub fn unprocessable(detail: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, detail)
-    }
-
-    pub fn unavailable(detail: &'static str) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, detail).retry_after(1)
-    }
-
-    pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-    }
-
     /// The refusal for an error status that poem produced before any handler ran.
     pub fn for_status(status: StatusCode) -> Self {
         match status {
-            StatusCode::NOT_FOUND => Self::not_found("no such resource"),
-            StatusCode::PAYLOAD_TOO_LARGE => Self::too_large(),
-            StatusCode::METHOD_NOT_ALLOWED => Self::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "this path does not take that method",
-            ),
-            s if s.is_client_error() => {
-                Self::bad_request("the request does not match the documented parameters")
+            StatusCode::NOT_FOUND => Self::new(status, "no such resource"),
+            StatusCode::PAYLOAD_TOO_LARGE => Self::new(status, "the body is larger than 16 KiB"),
+            StatusCode::METHOD_NOT_ALLOWED => {
+                Self::new(status, "this path does not take that method")
             }
+            s if s.is_client_error() => Self::new(
+                StatusCode::BAD_REQUEST,
+                "the request does not match the documented parameters",
+            ),
             s => {
                 tracing::error!(status = s.as_u16(), "request failed before its handler");
-                Self::internal()
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
             }
         }
     }
@@ -165,265 +124,153 @@ impl IntoResponse for Refusal {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        if let Some(cookie) = self
-            .clear_cookie
-            .and_then(|c| HeaderValue::try_from(c).ok())
-        {
-            response.headers_mut().append(header::SET_COOKIE, cookie);
+        if self.no_session {
+            response.set_data(SessionRefused);
         }
         response
     }
 }
 
-impl From<InfraError> for Refusal {
-    fn from(error: InfraError) -> Self {
-        match error {
-            InfraError::Unavailable(source) | InfraError::Interrupted(source) => {
-                warn_unavailable(&source);
-                Self::unavailable("the database is unavailable; try again later")
+/// An error that an operation can be refused with: every status it can answer, and the
+/// answer for each value. Implemented with `refuse!`, so that each variant's status is
+/// written once for both.
+pub trait Refuse: Sized {
+    /// Adds every status a value of this type can be answered with to `into`.
+    fn statuses(into: &mut Vec<StatusCode>);
+
+    /// The answer for this value.
+    fn refusal(self) -> Refusal;
+}
+
+/// Implements `Refuse` for error types, one arm a variant: either
+/// `pattern => STATUS(detail)` with optional `.retry_after(seconds)` or `.no_session()`, or
+/// `pattern => part(binding: Type)` for a variant that holds another `Refuse` type.
+macro_rules! refuse {
+    (@statuses $into:ident part ($binding:ident : $part:ty)) => {
+        <$part as $crate::http::problem::Refuse>::statuses($into);
+    };
+    (@statuses $into:ident $status:ident $detail:tt) => {
+        $into.push(::poem::http::StatusCode::$status);
+    };
+    (@refusal part ($binding:ident : $part:ty)) => {
+        $crate::http::problem::Refuse::refusal($binding)
+    };
+    (@refusal $status:ident ($detail:expr) $(. $modifier:ident $arguments:tt)*) => {
+        $crate::http::problem::Refusal::new(::poem::http::StatusCode::$status, $detail)
+            $(. $modifier $arguments)*
+    };
+    ($($error:ty {
+        $($pattern:pat => $kind:ident $arguments:tt $(. $modifier:ident $modifier_arguments:tt)*),+ $(,)?
+    })*) => {$(
+        impl $crate::http::problem::Refuse for $error {
+            fn statuses(into: &mut Vec<::poem::http::StatusCode>) {
+                $($crate::http::problem::refuse!(@statuses into $kind $arguments);)+
             }
-            InfraError::Unexpected(source) => {
-                tracing::error!(error = format!("{source:#}"), "unexpected failure");
-                Self::internal()
+
+            #[allow(unused_variables)]
+            fn refusal(self) -> $crate::http::problem::Refusal {
+                match self {
+                    $($pattern => $crate::http::problem::refuse!(
+                        @refusal $kind $arguments $(. $modifier $modifier_arguments)*
+                    ),)+
+                }
             }
-        }
-    }
-}
-
-/// Logs a request the database's unavailability refused: at most one line a second, with how
-/// many more were refused meanwhile, so an outage under load does not flood the log.
-fn warn_unavailable(source: &anyhow::Error) {
-    static LAST_SECOND: AtomicU64 = AtomicU64::new(0);
-    static UNLOGGED: AtomicU64 = AtomicU64::new(0);
-    let second = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
-    if LAST_SECOND.swap(second, Ordering::Relaxed) == second {
-        UNLOGGED.fetch_add(1, Ordering::Relaxed);
-        return;
-    }
-    let also = UNLOGGED.swap(0, Ordering::Relaxed);
-    tracing::warn!(
-        error = format!("{source:#}"),
-        also_refused_since_the_last_line = also,
-        "database unavailable"
-    );
-}
-
-impl From<RateLimited> for Refusal {
-    fn from(RateLimited(retry_after): RateLimited) -> Self {
-        Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many requests from this address; see Retry-After",
-        )
-        .retry_after(retry_after.seconds())
-    }
-}
-
-impl From<Saturated> for Refusal {
-    fn from(Saturated: Saturated) -> Self {
-        Self::unavailable("password checking is busy; try again shortly")
-    }
-}
-
-const BAD_CREDENTIALS: &str = "invalid username or password";
-
-fn locked(retry_after: u64) -> Refusal {
-    Refusal::new(
-        StatusCode::LOCKED,
-        "the username is locked after repeated login attempts; see Retry-After",
-    )
-    .retry_after(retry_after)
-}
-
-impl From<StartError> for Refusal {
-    fn from(error: StartError) -> Self {
-        match error {
-            StartError::RateLimited(e) => e.into(),
-            StartError::Infra(e) => e.into(),
-        }
-    }
-}
-
-impl From<LoginError> for Refusal {
-    fn from(error: LoginError) -> Self {
-        match error {
-            LoginError::Saturated(e) => e.into(),
-            LoginError::Locked { retry_after, .. } => locked(retry_after.seconds()),
-            LoginError::InvalidCredentials => Self::new(StatusCode::UNAUTHORIZED, BAD_CREDENTIALS),
-            LoginError::Infra(e) => e.into(),
-        }
-    }
-}
-
-impl From<ChangePasswordError> for Refusal {
-    fn from(error: ChangePasswordError) -> Self {
-        match error {
-            ChangePasswordError::NotLoggedIn => Self::not_logged_in(),
-            ChangePasswordError::Saturated(e) => e.into(),
-            ChangePasswordError::Locked { retry_after, .. } => locked(retry_after.seconds()),
-            ChangePasswordError::WrongPassword => Self::forbidden("the current password is wrong"),
-            ChangePasswordError::Policy(e) => Self::unprocessable(e.to_string()),
-            ChangePasswordError::Infra(e) => e.into(),
-        }
-    }
-}
-
-impl From<SetDataError> for Refusal {
-    fn from(error: SetDataError) -> Self {
-        match error {
-            SetDataError::NoSession => Self::no_session(),
-            SetDataError::TooLarge(e) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
-            SetDataError::Infra(e) => e.into(),
-        }
-    }
-}
-
-impl From<AccessError> for Refusal {
-    fn from(error: AccessError) -> Self {
-        match error {
-            AccessError::NoSession => Self::no_session(),
-            AccessError::NotLoggedIn => Self::not_logged_in(),
-            AccessError::NotSuperuser => Self::forbidden("a superuser is needed"),
-            AccessError::Infra(e) => e.into(),
-        }
-    }
-}
-
-impl From<EndSessionError> for Refusal {
-    fn from(error: EndSessionError) -> Self {
-        match error {
-            EndSessionError::NotFound => Self::not_found("no such session"),
-            EndSessionError::Infra(e) => e.into(),
-        }
-    }
-}
-
-impl From<CreateUserError> for Refusal {
-    fn from(error: CreateUserError) -> Self {
-        match error {
-            CreateUserError::InvalidUsername(e) => Self::unprocessable(e.to_string()),
-            CreateUserError::Policy(e) => Self::unprocessable(e.to_string()),
-            CreateUserError::Taken => Self::new(StatusCode::CONFLICT, "username taken"),
-            CreateUserError::Saturated(e) => e.into(),
-            CreateUserError::Infra(e) => e.into(),
-        }
-    }
-}
-
-impl From<ResetPasswordError> for Refusal {
-    fn from(error: ResetPasswordError) -> Self {
-        match error {
-            ResetPasswordError::NotFound => Self::not_found("no such user"),
-            ResetPasswordError::Policy(e) => Self::unprocessable(e.to_string()),
-            ResetPasswordError::Saturated(e) => e.into(),
-            ResetPasswordError::Infra(e) => e.into(),
-        }
-    }
-}
-
-impl From<UserError> for Refusal {
-    fn from(error: UserError) -> Self {
-        match error {
-            UserError::NotFound => Self::not_found("no such user"),
-            UserError::Infra(e) => e.into(),
-        }
-    }
-}
-
-/// The statuses one operation can refuse with.
-pub trait Statuses: Send + Sync + 'static {
-    const ALL: &'static [StatusCode];
-}
-
-/// Declares a set of refusal statuses for the operations that share it.
-macro_rules! statuses {
-    ($($(#[$doc:meta])* $name:ident = [$($status:ident),* $(,)?];)*) => {$(
-        $(#[$doc])*
-        #[derive(Debug)]
-        pub struct $name;
-        impl $crate::http::problem::Statuses for $name {
-            const ALL: &'static [::poem::http::StatusCode] = &[$(::poem::http::StatusCode::$status),*];
         }
     )*};
 }
-pub(crate) use statuses;
+pub(crate) use refuse;
 
-/// A refusal of an operation whose possible refusals are `S`.
+/// Declares an operation's error type: an enum with one variant per error type it meets,
+/// named after it, whose statuses are theirs together. `Refused<Name>` converts from each of
+/// those types and from nothing else.
+macro_rules! refusals {
+    ($($(#[$doc:meta])* $name:ident = $($part:ident)|+;)*) => {$(
+        $(#[$doc])*
+        #[derive(Debug)]
+        #[allow(clippy::enum_variant_names)]
+        pub(crate) enum $name {
+            $($part($part),)+
+        }
+
+        impl $crate::http::problem::Refuse for $name {
+            fn statuses(into: &mut Vec<::poem::http::StatusCode>) {
+                $(<$part as $crate::http::problem::Refuse>::statuses(into);)+
+            }
+
+            fn refusal(self) -> $crate::http::problem::Refusal {
+                match self {
+                    $(Self::$part(error) => $crate::http::problem::Refuse::refusal(error),)+
+                }
+            }
+        }
+
+        $(impl From<$part> for $crate::http::problem::Refused<$name> {
+            fn from(error: $part) -> Self {
+                $crate::http::problem::Refused::new($name::$part(error))
+            }
+        })+
+    )*};
+}
+pub(crate) use refusals;
+
+/// An operation's refusal, of its error type `E`.
 #[derive(Debug)]
-pub struct Refused<S: Statuses> {
+pub struct Refused<E> {
     refusal: Refusal,
-    _statuses: PhantomData<S>,
+    _error: PhantomData<E>,
 }
 
-impl<S: Statuses> Refused<S> {
+impl<E: Refuse> Refused<E> {
+    pub fn new(error: E) -> Self {
+        Self {
+            refusal: error.refusal(),
+            _error: PhantomData,
+        }
+    }
+
     pub fn refusal(&self) -> &Refusal {
         &self.refusal
     }
-}
 
-impl<S: Statuses> From<Refusal> for Refused<S> {
-    fn from(refusal: Refusal) -> Self {
-        // A refusal outside `S` is a defect in the table: a test build stops on it; a
-        // release build still answers, and reports it.
-        debug_assert!(
-            S::ALL.contains(&refusal.status),
-            "{} is not among the documented refusals",
-            refusal.status
-        );
-        if !S::ALL.contains(&refusal.status) {
-            tracing::error!(
-                status = refusal.status.as_u16(),
-                "an operation refused with an undocumented status"
-            );
-        }
-        Self {
-            refusal,
-            _statuses: PhantomData,
-        }
+    /// Every status `E` can be answered with, once each, in order.
+    pub fn statuses() -> Vec<StatusCode> {
+        let mut statuses = Vec::new();
+        E::statuses(&mut statuses);
+        statuses.sort();
+        statuses.dedup();
+        statuses
     }
 }
 
-/// Every domain error converts to every operation's refusal through `Refusal`.
-macro_rules! refused_from {
-    ($($error:ty),* $(,)?) => {$(
-        impl<S: Statuses> From<$error> for Refused<S> {
-            fn from(error: $error) -> Self {
-                Refusal::from(error).into()
-            }
-        }
-    )*};
+impl<E: Refuse> From<E> for Refused<E> {
+    fn from(error: E) -> Self {
+        Self::new(error)
+    }
 }
 
-refused_from!(
-    InfraError,
-    RateLimited,
-    Saturated,
-    StartError,
-    LoginError,
-    ChangePasswordError,
-    SetDataError,
-    AccessError,
-    EndSessionError,
-    CreateUserError,
-    ResetPasswordError,
-    UserError,
-);
-
-impl<S: Statuses> IntoResponse for Refused<S> {
+impl<E> IntoResponse for Refused<E>
+where
+    E: Send,
+{
     fn into_response(self) -> Response {
         self.refusal.into_response()
     }
 }
 
-impl<S: Statuses> From<Refused<S>> for poem::Error {
-    fn from(refused: Refused<S>) -> Self {
-        poem::Error::from_response(refused.into_response())
+impl<E: Send> From<Refused<E>> for poem::Error {
+    fn from(refused: Refused<E>) -> Self {
+        let no_session = refused.refusal.no_session;
+        let mut error = poem::Error::from_response(refused.into_response());
+        // An error's own data replaces its response's when it becomes one again.
+        if no_session {
+            error.set_data(SessionRefused);
+        }
+        error
     }
 }
 
 /// What each status means to a client, and the headers it carries.
-fn describe(status: StatusCode) -> (&'static str, Vec<MetaHeader>) {
+pub(crate) fn describe(status: StatusCode) -> (&'static str, Vec<MetaHeader>) {
     let retry_after = |description: &str| MetaHeader {
         name: "Retry-After".into(),
         description: Some(description.into()),
@@ -448,8 +295,8 @@ fn describe(status: StatusCode) -> (&'static str, Vec<MetaHeader>) {
             }],
         ),
         StatusCode::FORBIDDEN => (
-            "Refused: a cookie-bearing request from another site (R12), a logged-in user \
-             lacking the right, or a wrong current password.",
+            "Refused: a browser's state-changing request from another site (R12), a logged-in \
+             user lacking the right, or a wrong current password.",
             vec![],
         ),
         StatusCode::NOT_FOUND => ("No such resource.", vec![]),
@@ -462,7 +309,8 @@ fn describe(status: StatusCode) -> (&'static str, Vec<MetaHeader>) {
             vec![],
         ),
         StatusCode::LOCKED => (
-            "The username is locked after repeated login attempts (R9: attempts are counted before their password is checked).",
+            "The username is locked after repeated login attempts (R9: attempts are counted \
+             before their password is checked).",
             vec![retry_after("Whole seconds until the lock ends.")],
         ),
         StatusCode::TOO_MANY_REQUESTS => (
@@ -479,25 +327,25 @@ fn describe(status: StatusCode) -> (&'static str, Vec<MetaHeader>) {
     }
 }
 
-impl<S: Statuses> ApiResponse for Refused<S> {
+/// The document's response for `status`.
+pub(crate) fn meta_response(status: StatusCode) -> MetaResponse {
+    let (description, headers) = describe(status);
+    MetaResponse {
+        description,
+        status: Some(status.as_u16()),
+        status_range: None,
+        content: vec![MetaMediaType {
+            content_type: PROBLEM_JSON,
+            schema: Problem::schema_ref(),
+        }],
+        headers,
+    }
+}
+
+impl<E: Refuse + Send> ApiResponse for Refused<E> {
     fn meta() -> MetaResponses {
         MetaResponses {
-            responses: S::ALL
-                .iter()
-                .map(|status| {
-                    let (description, headers) = describe(*status);
-                    MetaResponse {
-                        description,
-                        status: Some(status.as_u16()),
-                        status_range: None,
-                        content: vec![MetaMediaType {
-                            content_type: PROBLEM_JSON,
-                            schema: Problem::schema_ref(),
-                        }],
-                        headers,
-                    }
-                })
-                .collect(),
+            responses: Self::statuses().into_iter().map(meta_response).collect(),
         }
     }
 
@@ -510,19 +358,59 @@ impl<S: Statuses> ApiResponse for Refused<S> {
 mod tests {
     use super::*;
 
+    #[derive(Debug)]
+    enum Inner {
+        Busy,
+    }
+
+    #[derive(Debug)]
+    enum Outer {
+        Locked(u64),
+        Missing,
+        Inner(Inner),
+    }
+
+    refuse! {
+        Inner {
+            Self::Busy => SERVICE_UNAVAILABLE("busy").retry_after(1),
+        }
+        Outer {
+            Self::Locked(seconds) => LOCKED("locked").retry_after(seconds),
+            Self::Missing => NOT_FOUND("no such thing").no_session(),
+            Self::Inner(inner) => part(inner: Inner),
+        }
+    }
+
+    #[test]
+    fn each_variant_answers_the_status_its_type_declares() {
+        let statuses = Refused::<Outer>::statuses();
+        assert_eq!(
+            statuses,
+            [
+                StatusCode::NOT_FOUND,
+                StatusCode::LOCKED,
+                StatusCode::SERVICE_UNAVAILABLE
+            ]
+        );
+        for value in [
+            Outer::Locked(600),
+            Outer::Missing,
+            Outer::Inner(Inner::Busy),
+        ] {
+            let refusal = value.refusal();
+            assert!(statuses.contains(&refusal.status()), "{refusal:?}");
+        }
+    }
+
     #[test]
     fn refusals_carry_the_headers_of_their_status() {
-        let locked = locked(600).into_response();
+        let locked = Outer::Locked(600).refusal().into_response();
         assert_eq!(locked.status(), StatusCode::LOCKED);
         assert_eq!(locked.headers()[header::RETRY_AFTER], "600");
         assert_eq!(locked.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
-        let busy = Refusal::from(Saturated).into_response();
-        assert_eq!(busy.headers()[header::RETRY_AFTER], "1");
-        let cleared = Refusal::no_session()
-            .clearing("c=; Max-Age=0".into())
-            .into_response();
-        assert_eq!(cleared.headers()[header::SET_COOKIE], "c=; Max-Age=0");
-        assert!(cleared.headers().get(header::RETRY_AFTER).is_none());
+        let missing = Outer::Missing.refusal().into_response();
+        assert!(missing.headers().get(header::RETRY_AFTER).is_none());
+        assert!(missing.data::<SessionRefused>().is_some());
     }
 
     #[test]

@@ -6,108 +6,24 @@ use std::sync::Arc;
 
 use poem::Request;
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags};
-use time::OffsetDateTime;
+use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 use websessions_domain::{
-    Issued, LoginAttempt, Password, SessionKind, SessionPolicy, SessionRecord, SetDataError,
+    ChangePasswordError, InfraError, Issued, LoginAttempt, LoginError, Password, RateLimited,
+    SessionKind, SetDataError, StartError,
 };
 
-use super::body::JsonBody;
+use super::body::{BodyRefusal, JsonBody};
 use super::context::Context;
 use super::edge::{clear_cookie, set_cookie};
-use super::problem::{Refused, statuses};
+use super::problem::{Refused, refusals};
+use super::refusals::NoSession;
 use super::security::{OptionalSession, RequiredSession};
+use super::wire::{Kind, SessionView};
 
 #[derive(Tags)]
 enum Tag {
     /// Starting, recognising, logging into and out of a session.
     Session,
-}
-
-/// Who holds a session.
-#[derive(Enum, serde::Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-#[oai(rename_all = "lowercase")]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// A person's browser, holding the credential in an HttpOnly cookie.
-    Browser,
-    /// An API client, sending the credential as `Authorization: Bearer`.
-    Api,
-}
-
-impl From<SessionKind> for Kind {
-    fn from(kind: SessionKind) -> Self {
-        match kind {
-            SessionKind::Browser => Self::Browser,
-            SessionKind::Api => Self::Api,
-        }
-    }
-}
-
-impl From<Kind> for SessionKind {
-    fn from(kind: Kind) -> Self {
-        match kind {
-            Kind::Browser => Self::Browser,
-            Kind::Api => Self::Api,
-        }
-    }
-}
-
-/// The user a session belongs to.
-#[derive(Object, Clone, Debug, PartialEq, Eq)]
-pub struct SessionUserView {
-    pub username: String,
-    pub superuser: bool,
-}
-
-/// A session, as its holder or an operator sees it. It never contains the token, except
-/// `credential` in an API client's login or password-change answer. `user` is null for an
-/// anonymous session, `authenticated_at` null until a login, `absolute_expires_at` null
-/// without an absolute limit.
-#[derive(Object, Clone, Debug, PartialEq, Eq)]
-pub struct SessionView {
-    /// The session's id (the part of the credential before the dot).
-    pub id: i64,
-    pub kind: Kind,
-    #[oai(nullable)]
-    pub user: Option<SessionUserView>,
-    /// The client address the session was created from.
-    pub ip_address: String,
-    pub created_at: OffsetDateTime,
-    /// The last successful login into this session.
-    #[oai(nullable)]
-    pub authenticated_at: Option<OffsetDateTime>,
-    pub last_activity_at: OffsetDateTime,
-    /// When the session ends if it stays idle.
-    pub idle_expires_at: OffsetDateTime,
-    /// When the session ends regardless of activity.
-    #[oai(nullable)]
-    pub absolute_expires_at: Option<OffsetDateTime>,
-    /// The new credential (`<id>.<token>`): present only in the answer to an API client's
-    /// login or password change. Send it as `Authorization: Bearer <credential>`.
-    #[oai(skip_serializing_if_is_none)]
-    pub credential: Option<String>,
-}
-
-impl SessionView {
-    pub fn new(record: &SessionRecord, policy: &SessionPolicy) -> Self {
-        let expiry = policy.expiry(record);
-        Self {
-            id: record.id.get(),
-            kind: record.kind.into(),
-            user: record.user.as_ref().map(|u| SessionUserView {
-                username: u.username.to_string(),
-                superuser: u.superuser,
-            }),
-            ip_address: record.ip_address.to_string(),
-            created_at: record.created_at,
-            authenticated_at: record.authenticated_at,
-            last_activity_at: record.last_activity_at,
-            idle_expires_at: expiry.idle,
-            absolute_expires_at: expiry.absolute,
-            credential: None,
-        }
-    }
 }
 
 /// A login attempt. `client` is `browser` (the default: the credential comes back in the
@@ -190,27 +106,17 @@ pub(crate) enum StateAnswer {
     Ok(Json<ClientState>),
 }
 
-statuses! {
-    /// Starting a session.
-    StartStatuses = [BAD_REQUEST, FORBIDDEN, PAYLOAD_TOO_LARGE, TOO_MANY_REQUESTS,
-        INTERNAL_SERVER_ERROR, SERVICE_UNAVAILABLE];
-    /// Reading what a valid session is or holds.
-    ReadStatuses = [UNAUTHORIZED, INTERNAL_SERVER_ERROR, SERVICE_UNAVAILABLE];
+refusals! {
+    /// Recognising a session, or reading its client state.
+    Recognition = NoSession | InfraError;
     /// Logging in.
-    LoginStatuses = [BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, PAYLOAD_TOO_LARGE,
-        UNSUPPORTED_MEDIA_TYPE, UNPROCESSABLE_ENTITY, LOCKED, TOO_MANY_REQUESTS,
-        INTERNAL_SERVER_ERROR, SERVICE_UNAVAILABLE];
+    LoginRefusal = RateLimited | BodyRefusal | LoginError;
     /// Logging out.
-    LogoutStatuses = [BAD_REQUEST, FORBIDDEN, PAYLOAD_TOO_LARGE, INTERNAL_SERVER_ERROR,
-        SERVICE_UNAVAILABLE];
+    LogoutRefusal = InfraError;
     /// Replacing the client state.
-    StateStatuses = [BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, PAYLOAD_TOO_LARGE,
-        UNSUPPORTED_MEDIA_TYPE, UNPROCESSABLE_ENTITY, INTERNAL_SERVER_ERROR,
-        SERVICE_UNAVAILABLE];
+    StateRefusal = BodyRefusal | SetDataError;
     /// Changing one's own password.
-    PasswordStatuses = [BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, PAYLOAD_TOO_LARGE,
-        UNSUPPORTED_MEDIA_TYPE, UNPROCESSABLE_ENTITY, LOCKED, INTERNAL_SERVER_ERROR,
-        SERVICE_UNAVAILABLE];
+    PasswordRefusal = BodyRefusal | ChangePasswordError;
 }
 
 /// The session holder's endpoints.
@@ -255,8 +161,8 @@ impl SessionApi {
         &self,
         req: &Request,
         _auth: OptionalSession,
-    ) -> Result<Started, Refused<StartStatuses>> {
-        let (presented, _) = self.ctx.presented(req);
+    ) -> Result<Started, Refused<StartError>> {
+        let presented = self.ctx.presented(req);
         let issued = self.ctx.holder.start(&presented).await?;
         let view = Json(SessionView::new(&issued.session, &self.ctx.policy));
         Ok(match &issued.credential {
@@ -281,15 +187,18 @@ impl SessionApi {
         &self,
         req: &Request,
         _auth: RequiredSession,
-    ) -> Result<Recognised, Refused<ReadStatuses>> {
-        let (presented, carrier) = self.ctx.presented(req);
-        match self.ctx.holder.recognise(&presented).await? {
-            Some(record) => Ok(Recognised::Ok(Json(SessionView::new(
-                &record,
-                &self.ctx.policy,
-            )))),
-            None => Err(self.ctx.no_session(carrier).into()),
-        }
+    ) -> Result<Recognised, Refused<Recognition>> {
+        let presented = self.ctx.presented(req);
+        let record = self
+            .ctx
+            .holder
+            .recognise(&presented)
+            .await?
+            .ok_or(NoSession)?;
+        Ok(Recognised::Ok(Json(SessionView::new(
+            &record,
+            &self.ctx.policy,
+        ))))
     }
 
     /// Log in
@@ -312,9 +221,8 @@ impl SessionApi {
         req: &Request,
         body: JsonBody<LoginRequest>,
         _auth: OptionalSession,
-    ) -> Result<Reissued, Refused<LoginStatuses>> {
-        let (presented, _) = self.ctx.presented(req);
-        // R5f: the address's limit comes before the body is even read.
+    ) -> Result<Reissued, Refused<LoginRefusal>> {
+        let presented = self.ctx.presented(req);
         let pass = self.ctx.holder.admit_login(presented.ip)?;
         let LoginRequest {
             username,
@@ -344,8 +252,8 @@ impl SessionApi {
         &self,
         req: &Request,
         _auth: OptionalSession,
-    ) -> Result<LoggedOut, Refused<LogoutStatuses>> {
-        let (presented, _) = self.ctx.presented(req);
+    ) -> Result<LoggedOut, Refused<LogoutRefusal>> {
+        let presented = self.ctx.presented(req);
         self.ctx.holder.logout(&presented).await?;
         Ok(LoggedOut::NoContent(clear_cookie(&self.ctx.edge.cookie)))
     }
@@ -364,14 +272,12 @@ impl SessionApi {
         &self,
         req: &Request,
         _auth: RequiredSession,
-    ) -> Result<StateAnswer, Refused<ReadStatuses>> {
-        let (presented, carrier) = self.ctx.presented(req);
-        match self.ctx.holder.data(&presented).await? {
-            Some(data) => Ok(StateAnswer::Ok(Json(
-                data.into_object().into_iter().collect(),
-            ))),
-            None => Err(self.ctx.no_session(carrier).into()),
-        }
+    ) -> Result<StateAnswer, Refused<Recognition>> {
+        let presented = self.ctx.presented(req);
+        let data = self.ctx.holder.data(&presented).await?.ok_or(NoSession)?;
+        Ok(StateAnswer::Ok(Json(
+            data.into_object().into_iter().collect(),
+        )))
     }
 
     /// Replace the client state
@@ -389,16 +295,13 @@ impl SessionApi {
         req: &Request,
         body: JsonBody<ClientState>,
         _auth: RequiredSession,
-    ) -> Result<StateAnswer, Refused<StateStatuses>> {
-        let (presented, carrier) = self.ctx.presented(req);
+    ) -> Result<StateAnswer, Refused<StateRefusal>> {
+        let presented = self.ctx.presented(req);
         let object = body.parse()?.into_iter().collect();
-        match self.ctx.holder.set_data(&presented, object).await {
-            Ok(data) => Ok(StateAnswer::Ok(Json(
-                data.into_object().into_iter().collect(),
-            ))),
-            Err(SetDataError::NoSession) => Err(self.ctx.no_session(carrier).into()),
-            Err(other) => Err(other.into()),
-        }
+        let data = self.ctx.holder.set_data(&presented, object).await?;
+        Ok(StateAnswer::Ok(Json(
+            data.into_object().into_iter().collect(),
+        )))
     }
 
     /// Change one's own password
@@ -417,8 +320,8 @@ impl SessionApi {
         req: &Request,
         body: JsonBody<PasswordChange>,
         _auth: RequiredSession,
-    ) -> Result<Reissued, Refused<PasswordStatuses>> {
-        let (presented, _) = self.ctx.presented(req);
+    ) -> Result<Reissued, Refused<PasswordRefusal>> {
+        let presented = self.ctx.presented(req);
         let PasswordChange {
             current_password,
             new_password,

@@ -14,9 +14,9 @@ use websessions_domain::me::MockSelfService;
 use websessions_domain::users::MockUserAdmin;
 use websessions_domain::{
     AccessError, ChangePasswordError, ClientIp, Credential, InfraError, Issued, LoginError,
-    LoginPass, Page, PasswordPolicyError, RateLimited, RetryAfter, Saturated, SessionData,
-    SessionId, SessionKind, SessionPolicy, SessionRecord, SessionUser, Superuser, Token,
-    TokenLength, UserId, Username,
+    LoginPass, LoginRequired, Page, PasswordPolicyError, RateLimited, RetryAfter, Saturated,
+    SessionData, SessionId, SessionKind, SessionPolicy, SessionRecord, SessionUser, Superuser,
+    Token, TokenLength, UserId, Username,
 };
 
 use super::{Context, EdgeSettings, Readiness, app, openapi};
@@ -688,7 +688,7 @@ async fn the_sign_in_page_carries_the_page_policy_and_a_validated_escaped_return
 
 #[tokio::test]
 async fn the_account_page_sends_anyone_not_signed_in_to_sign_in() {
-    for refusal in [AccessError::NoSession, AccessError::NotLoggedIn] {
+    for refusal in [LoginRequired::NoSession, LoginRequired::NotLoggedIn] {
         let mut mocks = Mocks::default();
         let answer = std::sync::Mutex::new(Some(refusal));
         mocks
@@ -748,7 +748,7 @@ async fn the_account_page_lists_the_users_sessions_and_marks_the_current_one() {
 async fn the_account_page_without_its_database_is_a_503_page_not_a_500() {
     let mut mocks = Mocks::default();
     mocks.me.expect_me().returning(|_| {
-        Err(AccessError::Infra(InfraError::Unavailable(
+        Err(LoginRequired::Infra(InfraError::Unavailable(
             anyhow::anyhow!("down"),
         )))
     });

@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use crate::error::InfraError;
 use crate::model::{Attempt, Counted, LockoutState, SessionQuery, SessionRecord, User};
+pub use crate::policy::Target;
 use crate::policy::{Cutoffs, LockoutPolicy};
 use crate::value::{
     ClientIp, PasswordHash, SessionData, SessionId, SessionKind, TokenHash, UserId, Username,
@@ -20,16 +21,6 @@ pub enum Sweep {
     /// At most one batch of each kind: the maintenance a logout runs (R6), whose latency must
     /// not grow with the backlog.
     OneBatch,
-}
-
-/// A presented session, as a conditional write names it: it matches while the row still holds
-/// `token_hash`, is valid under `cutoffs` (R2) and, when `ip` is given, was created from it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
-    pub id: SessionId,
-    pub token_hash: TokenHash,
-    pub cutoffs: Cutoffs,
-    pub ip: Option<ClientIp>,
 }
 
 /// A new session row; `created_at = last_activity_at = now`, data `{}`.

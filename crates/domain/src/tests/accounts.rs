@@ -6,7 +6,9 @@ use time::Duration;
 
 use super::*;
 use crate::admin::{SessionAdmin, SessionFilter};
-use crate::error::{AccessError, CreateUserError, EndSessionError, ResetPasswordError, UserError};
+use crate::error::{
+    AccessError, CreateUserError, EndSessionError, LoginRequired, ResetPasswordError, UserError,
+};
 use crate::me::SelfService;
 use crate::model::Superuser;
 use crate::ports::{Created, LockoutPurge, Sweep};
@@ -43,11 +45,11 @@ async fn self_service_needs_a_valid_session_of_a_logged_in_user() {
     let (service, _) = h.build();
     assert!(matches!(
         service.me(&presented(2, 1)).await,
-        Err(AccessError::NoSession)
+        Err(LoginRequired::NoSession)
     ));
     assert!(matches!(
         service.me(&presented(1, 1)).await,
-        Err(AccessError::NotLoggedIn)
+        Err(LoginRequired::NotLoggedIn)
     ));
     let (service, _) = Harness::new().with_session(logged_in(false)).build();
     let found = service.me(&presented(1, 1)).await.unwrap();

@@ -55,19 +55,61 @@ impl Bound {
     }
 }
 
-/// R2's validity, translated: `last_activity_at >= idle` and, with an absolute limit, the later
-/// of `created_at` and `authenticated_at` `>= absolute` (`authenticated_at` is never earlier
-/// than `created_at`, and NULL compares as false).
-pub(crate) fn valid(idle: Value, absolute: Option<Value>) -> Condition {
-    let mut condition = Condition::all().add(sessions::Column::LastActivityAt.gte(idle));
-    if let Some(since) = absolute {
-        condition = condition.add(
-            Condition::any()
-                .add(sessions::Column::CreatedAt.gte(since.clone()))
-                .add(sessions::Column::AuthenticatedAt.gte(since)),
-        );
+/// One of R2's time limits, as the table stores it: idle (`last_activity_at >= idle`) and,
+/// when set, absolute (the later of `created_at` and `authenticated_at` `>= absolute`;
+/// `authenticated_at` is never earlier than `created_at`, and NULL compares as false). Validity
+/// (`valid`) is every limit holding; expiry (`expired`, what maintenance deletes) is any limit
+/// broken: both come from `limits`, so they cannot drift apart.
+enum Limit {
+    Idle(Value),
+    Absolute(Value),
+}
+
+fn limits(idle: Value, absolute: Option<Value>) -> impl Iterator<Item = Limit> {
+    std::iter::once(Limit::Idle(idle)).chain(absolute.map(Limit::Absolute))
+}
+
+impl Limit {
+    fn holds(self) -> Condition {
+        use sessions::Column::{AuthenticatedAt, CreatedAt, LastActivityAt};
+        match self {
+            Self::Idle(idle) => Condition::all().add(LastActivityAt.gte(idle)),
+            Self::Absolute(since) => Condition::any()
+                .add(CreatedAt.gte(since.clone()))
+                .add(AuthenticatedAt.gte(since)),
+        }
     }
-    condition
+
+    /// The rows that break the limit, in parts that each walk an index in its order
+    /// (`last_activity_at`; `(authenticated_at, created_at)` for the two absolute parts, an
+    /// anonymous session's and a logged-in one's), so that no statement scans the table and
+    /// each batch reads only what it deletes.
+    fn broken(self) -> Vec<(Condition, Vec<sessions::Column>)> {
+        use sessions::Column::{AuthenticatedAt, CreatedAt, LastActivityAt};
+        match self {
+            Self::Idle(idle) => vec![(
+                Condition::all().add(LastActivityAt.lt(idle)),
+                vec![LastActivityAt],
+            )],
+            Self::Absolute(since) => vec![
+                (
+                    Condition::all()
+                        .add(AuthenticatedAt.is_null())
+                        .add(CreatedAt.lt(since.clone())),
+                    vec![AuthenticatedAt, CreatedAt],
+                ),
+                (
+                    Condition::all().add(AuthenticatedAt.lt(since)),
+                    vec![AuthenticatedAt, CreatedAt],
+                ),
+            ],
+        }
+    }
+}
+
+/// R2's validity, translated (the domain's `Cutoffs::admits`): every limit holds.
+pub(crate) fn valid(idle: Value, absolute: Option<Value>) -> Condition {
+    limits(idle, absolute).fold(Condition::all(), |all, limit| all.add(limit.holds()))
 }
 
 /// `valid` at the cutoffs of an instant.
@@ -110,30 +152,15 @@ pub(crate) fn user_sessions(which: &UserSessions) -> Condition {
     condition
 }
 
-/// What maintenance deletes (R8): the negation of `valid`, in three parts that each walk an
-/// index in its order (`last_activity_at`; `(authenticated_at, created_at)` for the two
-/// absolute parts), so that no statement scans the table and each batch reads only what it
-/// deletes. Each part pairs the condition with the index columns its batches follow.
+/// What maintenance deletes (R8): the sessions that break any of R2's limits at `cutoffs`,
+/// each part paired with the index columns its batches follow.
 pub(crate) fn expired(cutoffs: Cutoffs) -> Vec<(Condition, Vec<sessions::Column>)> {
-    use sessions::Column::{AuthenticatedAt, CreatedAt, LastActivityAt};
-    let mut parts = vec![(
-        Condition::all().add(LastActivityAt.lt(unix(cutoffs.idle))),
-        vec![LastActivityAt],
-    )];
-    if let Some(absolute) = cutoffs.absolute {
-        let since = unix(absolute);
-        parts.push((
-            Condition::all()
-                .add(AuthenticatedAt.is_null())
-                .add(CreatedAt.lt(since)),
-            vec![AuthenticatedAt, CreatedAt],
-        ));
-        parts.push((
-            Condition::all().add(AuthenticatedAt.lt(since)),
-            vec![AuthenticatedAt, CreatedAt],
-        ));
-    }
-    parts
+    limits(
+        unix(cutoffs.idle).into(),
+        cutoffs.absolute.map(|at| unix(at).into()),
+    )
+    .flat_map(Limit::broken)
+    .collect()
 }
 
 /// The columns a session is read with (never its client state).

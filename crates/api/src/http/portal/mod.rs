@@ -16,7 +16,7 @@ use poem::web::Data;
 use poem::{EndpointExt, IntoResponse, Request, Response, Route, get, handler};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use websessions_domain::{AccessError, SessionRecord};
+use websessions_domain::{LoginRequired, SessionRecord};
 
 use super::context::Context;
 
@@ -79,13 +79,13 @@ fn login_page(req: &Request, Data(ctx): Data<&Arc<Context>>) -> Response {
 /// redirect to sign in.
 #[handler]
 async fn account_page(req: &Request, Data(ctx): Data<&Arc<Context>>) -> Response {
-    let (presented, _) = ctx.presented(req);
+    let presented = ctx.presented(req);
     let me = match ctx.me.me(&presented).await {
         Ok(me) => me,
-        Err(AccessError::NoSession | AccessError::NotLoggedIn | AccessError::NotSuperuser) => {
+        Err(LoginRequired::NoSession | LoginRequired::NotLoggedIn) => {
             return see_other("/login?return_to=/account");
         }
-        Err(AccessError::Infra(error)) => return unavailable(&error),
+        Err(LoginRequired::Infra(error)) => return unavailable(&error),
     };
     let sessions = match ctx.me.my_sessions(&me).await {
         Ok(sessions) => sessions,
