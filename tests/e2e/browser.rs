@@ -277,10 +277,11 @@ fn requests_to(server: &Server, path: &str) -> Vec<(String, u64)> {
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .filter(|line| line["fields"]["message"] == "request" && line["fields"]["path"] == path)
         .map(|line| {
-            let fields = &line["fields"];
+            // The request's span holds what the request was and became.
+            let request = &line["spans"][0];
             (
-                fields["method"].as_str().unwrap_or_default().to_owned(),
-                fields["status"].as_u64().unwrap_or_default(),
+                request["method"].as_str().unwrap_or_default().to_owned(),
+                request["status"].as_u64().unwrap_or_default(),
             )
         })
         .collect()

@@ -53,6 +53,7 @@ e2e!(
     password_change_rotates_the_credential_and_ends_other_sessions,
     operator_commands_set_passwords_unlock_and_purge,
     sigterm_stops_gracefully_and_the_logs_hold_no_secrets,
+    a_request_is_followed_by_its_trace_id_from_the_edge_to_its_statements,
     background_housekeeping_deletes_expired_sessions,
     anyone_but_a_superuser_is_refused_every_admin_route,
     users_list_and_end_their_own_sessions_only,
@@ -575,6 +576,86 @@ async fn operator_commands_set_passwords_unlock_and_purge(backend: Backend) {
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "1");
     let out = server.command(&["purge"], "");
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "0");
+}
+
+/// At `RUST_LOG=debug`, one request with a W3C `traceparent` shows as a tree of spans, from the
+/// edge (method, route, status, ids) through the rules to the adapter, down to the SQL
+/// statements, all carrying the caller's trace id; the answer continues the trace; and no
+/// line holds a secret, though every statement is logged.
+async fn a_request_is_followed_by_its_trace_id_from_the_edge_to_its_statements(backend: Backend) {
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let server = Server::start(backend, &[("RUST_LOG", "debug")]).await;
+    server.create_user("alice", PASSWORD);
+    let resp = server
+        .http
+        .post(server.url("/v1/session/login"))
+        .header("traceparent", format!("00-{TRACE}-00f067aa0ba902b7-01"))
+        .json(&json!({"username": "alice", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let answer = resp.headers()["traceparent"].to_str().unwrap().to_owned();
+    assert!(answer.starts_with(&format!("00-{TRACE}-")), "{answer}");
+    assert!(!answer.contains("00f067aa0ba902b7"), "a span of its own");
+    let credential = set_cookie(resp.headers()).unwrap().0;
+    let (status, logs) = server.stop().await;
+    assert_eq!(status.code(), Some(0), "{logs}");
+    let lines: Vec<Value> = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let spans =
+        |line: &Value| -> Vec<Value> { line["spans"].as_array().cloned().unwrap_or_default() };
+    let traced: Vec<&Value> = lines
+        .iter()
+        .filter(|line| {
+            spans(line)
+                .first()
+                .is_some_and(|root| root["trace_id"] == TRACE)
+        })
+        .collect();
+    let names = |line: &Value| -> Vec<String> {
+        spans(line)
+            .iter()
+            .filter_map(|span| span["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    // The edge's span, closed with what the request became.
+    let ended = traced
+        .iter()
+        .find(|line| line["fields"]["message"] == "request")
+        .unwrap_or_else(|| panic!("no request line for the trace:\n{logs}"));
+    let root = &spans(ended)[0];
+    assert_eq!(root["name"], "request");
+    assert_eq!(root["method"], "POST");
+    assert_eq!(root["route"], "/v1/session/login");
+    assert_eq!(root["status"], 200);
+    assert_eq!(
+        root["request_id"].as_str(),
+        answer.split('-').nth(2),
+        "the request id is the span the answer names"
+    );
+    // A statement, inside the rule, inside the adapter's operation, inside the request.
+    let statement = traced
+        .iter()
+        .find(|line| {
+            line["target"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("sqlx::query"))
+                && names(line).starts_with(&["request".to_owned(), "login".to_owned()])
+                && names(line).len() >= 3
+        })
+        .unwrap_or_else(|| panic!("no statement under the request and its login:\n{logs}"));
+    assert!(
+        statement["fields"]["db.statement"].is_string()
+            || statement["fields"]["summary"].is_string(),
+        "{statement}"
+    );
+    let token = credential.split_once('.').unwrap().1;
+    for secret in [token, PASSWORD, "$argon2id$"] {
+        assert!(!logs.contains(secret), "a secret reached the logs");
+    }
 }
 
 async fn sigterm_stops_gracefully_and_the_logs_hold_no_secrets(backend: Backend) {

@@ -57,9 +57,9 @@ mod tests {
         assert_eq!(cli.command, None);
         let cli = Cli::try_parse_from(["websessions", "serve", "--listen", "127.0.0.1:9"]).unwrap();
         assert_eq!(cli.command, Some(Command::Serve));
-        assert_eq!(cli.config.listen, "127.0.0.1:9");
+        assert_eq!(cli.config.listen, "127.0.0.1:9".parse().unwrap());
         let cli = Cli::try_parse_from(["websessions", "--token-bytes", "32", "purge"]).unwrap();
-        assert_eq!(cli.config.token_bytes, "32");
+        assert_eq!(cli.config.token_bytes.get(), 32);
     }
 
     #[test]

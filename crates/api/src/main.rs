@@ -8,15 +8,13 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use async_trait::async_trait;
-use clap::Parser;
 use poem::Server;
 use poem::listener::TcpListener;
 use websessions_api::cli::{Cli, Command, UserCommand};
-use websessions_api::config::{Config, redacted_in};
+use websessions_api::config::{self, Config, Rejected};
 use websessions_api::http::{self, Context, EdgeSettings, Readiness};
 use websessions_api::metrics::Metrics;
 use websessions_api::telemetry;
-use websessions_domain::ports::{Events, NoEvents};
 use websessions_domain::{Password, Ports, SessionAdmin, Sessions, Superuser, UserAdmin};
 use websessions_infrastructure::{
     AddressLimits, Argon2Hasher, OsTokens, PoolOptions, SeaAccounts, SeaLockouts, SeaSessions,
@@ -25,13 +23,13 @@ use websessions_infrastructure::{
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let config = match cli.config.validate() {
-        Ok(config) => config,
-        Err(error) => {
+    let (cli, config) = match config::parse::<Cli>(|cli| &cli.config) {
+        Ok(parsed) => parsed,
+        Err(Rejected::Config(error)) => {
             eprintln!("websessions: {error}");
             return ExitCode::from(2);
         }
+        Err(Rejected::Clap(error)) => error.exit(),
     };
     telemetry::init(config.log_format);
     match run(cli.command.unwrap_or(Command::Serve), config).await {
@@ -45,49 +43,47 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
-        Command::Openapi => {
-            // The document depends only on the API's types and the configuration: no
-            // database is opened (a disconnected handle renders SQLite's statements).
-            let db = Store::disconnected();
-            let sessions = Arc::new(SeaSessions::new(db.clone())?);
-            let ctx = context(&config, db, sessions)?;
-            println!("{}", http::openapi(ctx));
-        }
+        // The document depends only on the API's types and the cookie's name.
+        Command::Openapi => println!("{}", http::openapi(&config.cookie.name)),
         Command::Migrate => {
             open(&config).await?;
             eprintln!("migrations applied");
         }
-        Command::Serve => serve(config).await?,
+        Command::Serve => serve(Services::open(&config).await?, &config).await?,
         Command::Purge => {
-            let db = open(&config).await?;
-            let sessions = Arc::new(SeaSessions::new(db.clone())?);
-            let service = service(&config, db, sessions, Arc::new(NoEvents))?;
-            let report = service.purge(&Superuser::operator()).await?;
+            let services = Services::open(&config).await?;
+            let report = services.rules.purge(&Superuser::operator()).await?;
             println!("{}", report.total());
+            services.close().await;
         }
         Command::User(command) => {
-            let db = open(&config).await?;
-            let sessions = Arc::new(SeaSessions::new(db.clone())?);
-            let service = service(&config, db, sessions, Arc::new(NoEvents))?;
-            let operator = Superuser::operator();
-            match command {
-                UserCommand::Create { name, superuser } => {
-                    let password = read_password()?;
-                    service
-                        .create_user(&operator, &name, password, superuser)
-                        .await?;
-                    eprintln!("created user {name}");
-                }
-                UserCommand::SetPassword { name } => {
-                    let password = read_password()?;
-                    service.reset_password(&operator, &name, password).await?;
-                    eprintln!("password set; every session of {name} has ended");
-                }
-                UserCommand::Unlock { name } => {
-                    service.unlock(&operator, &name).await?;
-                    eprintln!("unlocked {name}");
-                }
-            }
+            let services = Services::open(&config).await?;
+            user(&services.rules, command).await?;
+            services.close().await;
+        }
+    }
+    Ok(())
+}
+
+/// `websessions user ...`, as the operator at the machine.
+async fn user(rules: &Sessions, command: UserCommand) -> anyhow::Result<()> {
+    let operator = Superuser::operator();
+    match command {
+        UserCommand::Create { name, superuser } => {
+            let password = read_password()?;
+            rules
+                .create_user(&operator, &name, password, superuser)
+                .await?;
+            eprintln!("created user {name}");
+        }
+        UserCommand::SetPassword { name } => {
+            let password = read_password()?;
+            rules.reset_password(&operator, &name, password).await?;
+            eprintln!("password set; every session of {name} has ended");
+        }
+        UserCommand::Unlock { name } => {
+            rules.unlock(&operator, &name).await?;
+            eprintln!("unlocked {name}");
         }
     }
     Ok(())
@@ -101,10 +97,11 @@ async fn open(config: &Config) -> anyhow::Result<Store> {
         wait: config.database_wait,
     };
     // A driver's error may quote the whole URL: never with its password.
+    let url = &config.database_url;
     let hide = |error: websessions_infrastructure::DbErr| {
-        anyhow::anyhow!(redacted_in(&error.to_string(), &config.database_url))
+        anyhow::anyhow!(url.redact_in(&error.to_string()))
     };
-    let db = connect(&config.database_url, &pool)
+    let db = connect(url.expose(), &pool)
         .await
         .map_err(hide)
         .context("cannot open the database (WEBSESSIONS_DATABASE_URL)")?;
@@ -115,60 +112,76 @@ async fn open(config: &Config) -> anyhow::Result<Store> {
     Ok(db)
 }
 
-fn service(
-    config: &Config,
-    db: Store,
+/// The concrete adapters and the rules over them, built once for any command that touches
+/// data. The rules and the database's waits report to the metrics `/metrics` shows (a
+/// command's metrics go nowhere).
+struct Services {
+    store: Store,
     sessions: Arc<SeaSessions>,
-    events: Arc<dyn Events>,
-) -> anyhow::Result<Arc<Sessions>> {
-    let hasher = Argon2Hasher::owasp()
-        .context("cannot set up password hashing")?
-        .with_max_pending(config.max_pending_hashes);
-    let limits = AddressLimits::new(config.limits.session_start, config.limits.login);
-    let ports = Ports {
-        sessions,
-        accounts: Arc::new(SeaAccounts::new(db.clone())),
-        users: Arc::new(SeaUsers::new(db.clone())),
-        lockouts: Arc::new(SeaLockouts::new(db)),
-        hasher: Arc::new(hasher),
-        tokens: Arc::new(OsTokens),
-        clock: Arc::new(SystemClock),
-        limits: Arc::new(limits),
-        events,
-    };
-    Ok(Arc::new(Sessions::new(
-        ports,
-        config.policy.clone(),
-        config.lockout,
-    )))
+    rules: Arc<Sessions>,
+    metrics: Arc<Metrics>,
 }
 
-/// The server's context: the service and the database's waits report to the same metrics
-/// `/metrics` shows.
-fn context(config: &Config, db: Store, sessions: Arc<SeaSessions>) -> anyhow::Result<Arc<Context>> {
-    let metrics = Arc::new(Metrics::new());
-    let waits = metrics.clone();
-    db.patience()
-        .observe_with(Arc::new(move |waited: Duration| {
-            waits.observe_database_wait(waited.as_secs_f64());
-        }));
-    let rules = service(config, db.clone(), sessions, metrics.clone())?;
-    Ok(Arc::new(Context {
-        holder: rules.clone(),
-        me: rules.clone(),
-        admin: rules.clone(),
-        users: rules,
-        readiness: Arc::new(DatabaseReadiness(db)),
-        edge: Arc::new(EdgeSettings {
-            cookie: config.cookie.clone(),
-            trusted_proxies: config.trusted_proxies.clone(),
-            trusted_origins: config.trusted_origins.clone(),
-            token_length: config.policy.token_length(),
-        }),
-        policy: config.policy.clone(),
-        metrics,
-        portal: config.portal,
-    }))
+impl Services {
+    async fn open(config: &Config) -> anyhow::Result<Self> {
+        let store = open(config).await?;
+        let sessions = Arc::new(SeaSessions::new(store.clone())?);
+        let metrics = Arc::new(Metrics::new());
+        let waits = metrics.clone();
+        store
+            .patience()
+            .observe_with(Arc::new(move |waited: Duration| {
+                waits.observe_database_wait(waited.as_secs_f64());
+            }));
+        let hasher = Argon2Hasher::owasp()
+            .context("cannot set up password hashing")?
+            .with_max_pending(config.max_pending_hashes);
+        let limits = AddressLimits::new(config.limits.session_start, config.limits.login);
+        let ports = Ports {
+            sessions: sessions.clone(),
+            accounts: Arc::new(SeaAccounts::new(store.clone())),
+            users: Arc::new(SeaUsers::new(store.clone())),
+            lockouts: Arc::new(SeaLockouts::new(store.clone())),
+            hasher: Arc::new(hasher),
+            tokens: Arc::new(OsTokens),
+            clock: Arc::new(SystemClock),
+            limits: Arc::new(limits),
+            events: metrics.clone(),
+        };
+        let rules = Arc::new(Sessions::new(ports, config.policy.clone(), config.lockout));
+        Ok(Self {
+            store,
+            sessions,
+            rules,
+            metrics,
+        })
+    }
+
+    /// The server's context.
+    fn context(&self, config: &Config) -> Arc<Context> {
+        Arc::new(Context {
+            holder: self.rules.clone(),
+            me: self.rules.clone(),
+            admin: self.rules.clone(),
+            users: self.rules.clone(),
+            readiness: Arc::new(DatabaseReadiness(self.store.clone())),
+            edge: Arc::new(EdgeSettings {
+                cookie: config.cookie.clone(),
+                trusted_proxies: config.trusted_proxies.clone(),
+                trusted_origins: config.trusted_origins.clone(),
+                token_length: config.policy.token_length(),
+            }),
+            policy: config.policy.clone(),
+            metrics: self.metrics.clone(),
+            portal: config.portal,
+        })
+    }
+
+    /// Closed politely, so the database logs no unexpected disconnects.
+    async fn close(self) {
+        self.sessions.close().await;
+        self.store.close().await;
+    }
 }
 
 /// Ready while the database answers a ping within a second: readiness never waits for the
@@ -185,10 +198,8 @@ impl Readiness for DatabaseReadiness {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let db = open(&config).await?;
-    let sessions = Arc::new(SeaSessions::new(db.clone())?);
-    let ctx = context(&config, db.clone(), sessions.clone())?;
+async fn serve(services: Services, config: &Config) -> anyhow::Result<()> {
+    let ctx = services.context(config);
     let housekeeping = tokio::spawn(housekeeping(
         ctx.admin.clone(),
         config.housekeeping_interval,
@@ -206,9 +217,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         )
         .await;
     housekeeping.abort();
-    // Closed politely, so the database logs no unexpected disconnects.
-    sessions.close().await;
-    db.close().await;
+    services.close().await;
     served.with_context(|| format!("cannot serve on {}", config.listen))?;
     tracing::info!("stopped");
     Ok(())

@@ -60,11 +60,13 @@ pub trait SessionAdmin: Send + Sync {
 
 #[async_trait]
 impl SessionAdmin for Sessions {
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn authorize(&self, presented: &Presented) -> Result<Superuser, AccessError> {
         let me = self.logged_in(presented).await?;
         Superuser::of(&me.session).ok_or(AccessError::NotSuperuser)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn sessions(&self, _by: &Superuser, filter: SessionFilter) -> Result<Page, InfraError> {
         let user = match filter.user {
             Some(name) => {
@@ -104,6 +106,7 @@ impl SessionAdmin for Sessions {
         Ok(Page { items, next })
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn count_active_since(
         &self,
         _by: &Superuser,
@@ -112,6 +115,7 @@ impl SessionAdmin for Sessions {
         self.ports.sessions.count_active_since(since).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
     async fn revoke(&self, _by: &Superuser, id: SessionId) -> Result<(), EndSessionError> {
         let cutoffs = self.policy.cutoffs(self.ports.clock.now());
         if self.ports.sessions.end_by_id(id, None, cutoffs).await? {
@@ -122,6 +126,7 @@ impl SessionAdmin for Sessions {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn purge(&self, _by: &Superuser) -> Result<PurgeReport, InfraError> {
         self.sweep(Sweep::All).await
     }

@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use crate::credential::Credential;
 use crate::error::{
     ChangePasswordError, InfraError, LoginError, RateLimited, RetryAfter, Saturated, SetDataError,
     StartError,
@@ -14,9 +15,7 @@ use crate::model::{
 };
 use crate::ports::{Expect, HashTicket, NewSession, Sweep, UserSessions};
 use crate::service::{Issued, Presented, Proven, Sessions};
-use crate::value::{
-    ClientIp, Credential, NewPassword, Password, SessionData, SessionKind, Username,
-};
+use crate::value::{ClientIp, Password, SessionData, SessionKind, Username};
 
 /// A login attempt (R5).
 #[derive(Clone, Debug)]
@@ -92,7 +91,7 @@ pub trait SessionHolder: Send + Sync {
 }
 
 /// Where R9's first step left an attempt.
-enum Counting {
+pub(crate) enum Counting {
     /// A lock is in force: nothing was counted.
     Locked(OffsetDateTime),
     /// A password too long to have been set (R5a): refused without a count.
@@ -121,7 +120,7 @@ impl Sessions {
 
     /// R9: a counted attempt whose password did not verify. A lock its count started stands
     /// and is reported.
-    fn failed(&self, counted: Counted) {
+    pub(crate) fn failed(&self, counted: Counted) {
         if counted.started_lock.is_some() {
             self.ports.events.lockout_started();
         }
@@ -129,7 +128,7 @@ impl Sessions {
 
     /// R9: the lock first; then the attempt is counted in the same atomic step,
     /// before its password is verified. An over-long password is refused without a count.
-    async fn count_attempt(
+    pub(crate) async fn count_attempt(
         &self,
         username: &Username,
         password: &Password,
@@ -173,7 +172,7 @@ impl Sessions {
 
     /// R5b: the account whose password `password` is, when it is enabled. An unknown user is
     /// verified against a dummy hash, at the same cost.
-    async fn verify_account(
+    pub(crate) async fn verify_account(
         &self,
         ticket: &HashTicket,
         username: &Username,
@@ -271,18 +270,20 @@ impl Sessions {
     }
 }
 
-fn locked(now: OffsetDateTime, until: OffsetDateTime) -> (OffsetDateTime, RetryAfter) {
+pub(crate) fn locked(now: OffsetDateTime, until: OffsetDateTime) -> (OffsetDateTime, RetryAfter) {
     (until, RetryAfter::between(now, until))
 }
 
 #[async_trait]
 impl SessionHolder for Sessions {
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn recognise(&self, presented: &Presented) -> Result<Option<SessionRecord>, InfraError> {
         let now = self.ports.clock.now();
         let proven = self.recognise_at(presented, now).await?;
         Ok(proven.map(|p| p.record))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn start(&self, presented: &Presented) -> Result<Issued, StartError> {
         let now = self.ports.clock.now();
         if let Some(proven) = self.recognise_at(presented, now).await? {
@@ -325,6 +326,7 @@ impl SessionHolder for Sessions {
         Ok(LoginPass { _granted: () })
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn login(
         &self,
         presented: &Presented,
@@ -375,6 +377,7 @@ impl SessionHolder for Sessions {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn logout(&self, presented: &Presented) -> Result<(), InfraError> {
         let now = self.ports.clock.now();
         if let Some(credential) = &presented.credential {
@@ -393,6 +396,7 @@ impl SessionHolder for Sessions {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn data(&self, presented: &Presented) -> Result<Option<SessionData>, InfraError> {
         let now = self.ports.clock.now();
         let Some(proven) = self.recognise_at(presented, now).await? else {
@@ -402,6 +406,7 @@ impl SessionHolder for Sessions {
         self.ports.sessions.data(target.id, target.token_hash).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn set_data(
         &self,
         presented: &Presented,
@@ -424,82 +429,13 @@ impl SessionHolder for Sessions {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn change_password(
         &self,
         presented: &Presented,
         current: Password,
         new: Password,
     ) -> Result<Issued, ChangePasswordError> {
-        // R7's order: R15, the lock, the current password (counted first), the policy.
-        let ticket = self.admit_hashing()?;
-        let now = self.ports.clock.now();
-        let Some(proven) = self.recognise_at(presented, now).await? else {
-            return Err(ChangePasswordError::NotLoggedIn);
-        };
-        let Some(me) = proven.record.user.clone() else {
-            return Err(ChangePasswordError::NotLoggedIn);
-        };
-        let counted = match self.count_attempt(&me.username, &current, now).await? {
-            Counting::Locked(until) => {
-                let (until, retry_after) = locked(now, until);
-                return Err(ChangePasswordError::Locked { until, retry_after });
-            }
-            Counting::Overlong => return Err(ChangePasswordError::WrongPassword),
-            Counting::Counted(counted) => counted,
-        };
-        let Some(user) = self.verify_account(&ticket, &me.username, current).await? else {
-            self.failed(counted);
-            return Err(ChangePasswordError::WrongPassword);
-        };
-        self.ports.lockouts.verified(&me.username, counted).await?;
-        let new = NewPassword::parse(new)?;
-        let new_hash = self
-            .ports
-            .hasher
-            .hash(&ticket, new.password().clone())
-            .await?;
-        drop(ticket);
-        self.again(|| self.rotate_for_new_password(proven.clone(), &user, new_hash.clone(), now))
-            .await?
-            .ok_or(ChangePasswordError::NotLoggedIn)
-    }
-}
-
-impl Sessions {
-    /// R7, in one transaction while the account is unchanged since the current password
-    /// verified: stores the new hash, rotates the presented session's token and ends the
-    /// user's other sessions. `None` when the session or the account changed meanwhile.
-    async fn rotate_for_new_password(
-        &self,
-        proven: Proven,
-        user: &User,
-        new_hash: crate::value::PasswordHash,
-        now: OffsetDateTime,
-    ) -> Result<Option<Issued>, InfraError> {
-        let Proven { mut record, target } = proven;
-        let (credential, token_hash) = self.new_credential(record.id)?;
-        let mut change = self.ports.accounts.begin().await?;
-        let expect = Expect::Unchanged(user.password_hash.clone());
-        if !change.lock_user(user.id, expect).await?
-            || !change.rotate(&target, user.id, token_hash, now).await?
-        {
-            return Ok(None);
-        }
-        change.set_password(user.id, new_hash, now).await?;
-        let others = UserSessions {
-            user: user.id,
-            kind: None,
-            except: Some(record.id),
-            cutoffs: self.policy.cutoffs(now),
-        };
-        let ended = change.end_sessions(others).await?;
-        change.commit().await?;
-        self.ended(EndCause::PasswordChange, ended);
-        record.token_hash = token_hash;
-        record.last_activity_at = now;
-        Ok(Some(Issued {
-            session: record,
-            credential: Some(credential),
-        }))
+        self.change_own_password(presented, current, new).await
     }
 }

@@ -8,10 +8,12 @@
 //! (`ports`) in the infrastructure crate, and the API calls the actors' traits.
 
 pub mod admin;
+pub mod credential;
 pub mod error;
 pub mod holder;
 pub mod me;
 pub mod model;
+mod password;
 pub mod policy;
 pub mod ports;
 pub mod service;
@@ -19,6 +21,7 @@ pub mod users;
 pub mod value;
 
 pub use admin::{MAX_PAGE, Page, SessionAdmin, SessionFilter};
+pub use credential::{Credential, CredentialError, Token, TokenHash, TokenLength};
 pub use error::{
     AccessError, ChangePasswordError, CreateUserError, EndSessionError, InfraError, LoginError,
     LoginRequired, RateLimited, ResetPasswordError, RetryAfter, Saturated, SetDataError,
@@ -30,12 +33,14 @@ pub use model::{
     Attempt, Counted, EndCause, LimitedAction, LockoutState, LoginResult, PurgeReport,
     SessionQuery, SessionRecord, SessionUser, Superuser, User,
 };
-pub use policy::{Cutoffs, Expiry, LockoutPolicy, PolicyError, SessionPolicy, SessionSettings};
+pub use policy::{
+    Cutoffs, Expiry, LockoutPolicy, PolicyError, Rate, RateError, SessionPolicy, SessionSettings,
+};
 pub use service::{Issued, Ports, Presented, Sessions};
 pub use users::UserAdmin;
 pub use value::{
-    ClientIp, Credential, NewPassword, Password, PasswordHash, PasswordPolicyError, SessionData,
-    SessionId, SessionKind, Token, TokenHash, TokenLength, UserId, Username,
+    ClientIp, NewPassword, Password, PasswordHash, PasswordPolicyError, SessionData, SessionId,
+    SessionKind, UserId, Username,
 };
 
 #[cfg(test)]

@@ -57,10 +57,12 @@ impl Sessions {
 
 #[async_trait]
 impl SelfService for Sessions {
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn me(&self, presented: &Presented) -> Result<Me, LoginRequired> {
         self.logged_in(presented).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn my_sessions(&self, me: &Me) -> Result<Vec<SessionRecord>, InfraError> {
         let query = SessionQuery {
             user: Some(me.user.id),
@@ -72,6 +74,7 @@ impl SelfService for Sessions {
         self.ports.sessions.list(query, cutoffs).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
     async fn end_my_session(&self, me: &Me, id: SessionId) -> Result<(), EndSessionError> {
         let cutoffs = self.policy.cutoffs(self.ports.clock.now());
         if self
@@ -87,6 +90,7 @@ impl SelfService for Sessions {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn end_my_other_sessions(&self, me: &Me) -> Result<u64, InfraError> {
         let except = Some(me.session.id);
         let ended = self

@@ -3,7 +3,9 @@
 
 use time::OffsetDateTime;
 
-use crate::value::{ClientIp, PasswordHash, SessionId, SessionKind, TokenHash, UserId, Username};
+use crate::value::{ClientIp, PasswordHash, SessionId, SessionKind, UserId, Username};
+
+use crate::credential::TokenHash;
 
 /// A session row as recognition needs it, with its user's identity (one indexed read).
 /// Ending a session deletes its row, so every stored session holds a token.

@@ -3,11 +3,14 @@
 //! session shows, and R9's lockout arithmetic. SPEC section 5's bounds are enforced by the
 //! constructors, so no arithmetic here can overflow.
 
+use std::num::NonZeroU32;
+
 use thiserror::Error;
 use time::{Duration, OffsetDateTime};
 
+use crate::credential::{TokenHash, TokenLength};
 use crate::model::SessionRecord;
-use crate::value::{ClientIp, SessionId, TokenHash, TokenLength};
+use crate::value::{ClientIp, SessionId};
 
 /// The longest any duration setting may be (SPEC section 5): 365 days.
 pub const MAX_SETTING: Duration = Duration::days(365);
@@ -204,6 +207,45 @@ impl Target {
     }
 }
 
+/// An R14 limit: a bucket of `count` tokens, refilled at `count` per `period`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub count: NonZeroU32,
+    pub period: std::time::Duration,
+}
+
+/// A limit that is not `N/s`, `N/min` or `N/h` with N >= 1, nor `0`.
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+#[error("expected N/s, N/min or N/h (N >= 1), or 0 for no limit")]
+pub struct RateError;
+
+impl Rate {
+    /// `N/s`, `N/min` or `N/h` with N >= 1; `0` is no limit (`None`).
+    pub fn parse(text: &str) -> Result<Option<Self>, RateError> {
+        let text = text.trim();
+        if text == "0" {
+            return Ok(None);
+        }
+        let (count, per) = text.split_once('/').ok_or(RateError)?;
+        let count = count
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .and_then(NonZeroU32::new)
+            .ok_or(RateError)?;
+        let seconds = match per.trim() {
+            "s" => 1,
+            "min" => 60,
+            "h" => 3600,
+            _ => return Err(RateError),
+        };
+        Ok(Some(Self {
+            count,
+            period: std::time::Duration::from_secs(seconds),
+        }))
+    }
+}
+
 /// CamCOPS's lockout arithmetic (R9), with validated settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LockoutPolicy {
@@ -259,7 +301,8 @@ impl Default for LockoutPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::value::{ClientIp, SessionId, SessionKind, Token};
+    use crate::credential::Token;
+    use crate::value::{ClientIp, SessionId, SessionKind};
     use time::macros::datetime;
 
     const NOW: OffsetDateTime = datetime!(2026-01-01 12:00 UTC);
@@ -278,6 +321,19 @@ mod tests {
             created_at,
             authenticated_at,
             last_activity_at,
+        }
+    }
+
+    #[test]
+    fn r14_rates_are_n_per_second_minute_or_hour_or_zero() {
+        let per =
+            |text| Rate::parse(text).map(|rate| rate.map(|r| (r.count.get(), r.period.as_secs())));
+        assert_eq!(per("5/s"), Ok(Some((5, 1))));
+        assert_eq!(per(" 600/min "), Ok(Some((600, 60))));
+        assert_eq!(per("1/h"), Ok(Some((1, 3600))));
+        assert_eq!(per("0"), Ok(None));
+        for bad in ["10", "0/min", "-1/s", "5/day", "x/s", "", "/s", "5/"] {
+            assert_eq!(Rate::parse(bad), Err(RateError), "{bad}");
         }
     }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+use crate::credential::{Credential, TokenHash};
 use crate::error::InfraError;
 use crate::model::{EndCause, PurgeReport, SessionRecord};
 use crate::policy::{LockoutPolicy, SessionPolicy};
@@ -15,7 +16,7 @@ use crate::ports::{
     AccountStore, Clock, Events, Expect, LockoutRepository, PasswordHasher, RateLimits,
     SessionRepository, Sweep, Target, TokenSource, UserRepository, UserSessions,
 };
-use crate::value::{ClientIp, Credential, SessionId, TokenHash, UserId};
+use crate::value::{ClientIp, SessionId, UserId};
 
 /// Maintenance deletes at most this many rows per statement (R8: no long table locks).
 pub const PURGE_BATCH: u64 = 1000;

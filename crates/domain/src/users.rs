@@ -118,6 +118,7 @@ impl Sessions {
 
 #[async_trait]
 impl UserAdmin for Sessions {
+    #[tracing::instrument(level = "debug", skip_all, fields(username = %username))]
     async fn create_user(
         &self,
         _by: &Superuser,
@@ -146,10 +147,12 @@ impl UserAdmin for Sessions {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn users(&self, _by: &Superuser) -> Result<Vec<User>, InfraError> {
         self.ports.users.list().await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(username = %username))]
     async fn user(
         &self,
         _by: &Superuser,
@@ -161,6 +164,7 @@ impl UserAdmin for Sessions {
         Ok((user, lock))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(username = %username))]
     async fn delete_user(&self, _by: &Superuser, username: &str) -> Result<(), UserError> {
         let user = self.existing_user(username).await?;
         let id = user.id;
@@ -172,6 +176,7 @@ impl UserAdmin for Sessions {
         .map(drop)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(username = %username))]
     async fn reset_password(
         &self,
         _by: &Superuser,
@@ -203,11 +208,13 @@ impl UserAdmin for Sessions {
         .map(drop)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(username = %username))]
     async fn unlock(&self, _by: &Superuser, username: &str) -> Result<(), UserError> {
         let username = Username::parse(username).map_err(|_| UserError::NotFound)?;
         Ok(self.ports.lockouts.clear(&username).await?)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(username = %username))]
     async fn set_disabled(
         &self,
         _by: &Superuser,
@@ -224,6 +231,7 @@ impl UserAdmin for Sessions {
         .map(drop)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(username = %username))]
     async fn end_user_sessions(&self, _by: &Superuser, username: &str) -> Result<u64, UserError> {
         let user = self.existing_user(username).await?;
         self.end_sessions_of(user.id, None, EndCause::Revoked)

@@ -37,6 +37,7 @@ impl AccountStore for SeaAccounts {
     /// Waits for the database to begin; a statement the connection then fails interrupts the
     /// transaction (`InfraError::Interrupted`: the domain runs it again), and a COMMIT whose
     /// answer was lost is unavailability (never replayed).
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn begin(&self) -> Result<Box<dyn AccountChange>, InfraError> {
         let txn = self
             .store
@@ -76,6 +77,7 @@ impl SeaAccountChange {
 
 #[async_trait]
 impl AccountChange for SeaAccountChange {
+    #[tracing::instrument(level = "debug", skip_all, fields(user = user.0))]
     async fn lock_user(&mut self, user: UserId, expect: Expect) -> Result<bool, InfraError> {
         // A write of a column that is not a key: a row lock that inserts of the user's sessions
         // (which only share-lock the key) do not wait for.
@@ -89,12 +91,14 @@ impl AccountChange for SeaAccountChange {
         self.update_user(user, update).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(user = user.0))]
     async fn record_login(&mut self, user: UserId, now: OffsetDateTime) -> Result<(), InfraError> {
         let update = users::Entity::update_many()
             .col_expr(users::Column::LastLoginAt, Expr::value(unix(now)));
         self.update_user(user, update).await.map(drop)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(user = user.0))]
     async fn bind(
         &mut self,
         target: &Target,
@@ -115,6 +119,7 @@ impl AccountChange for SeaAccountChange {
         self.update_session(update).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(user = user.0))]
     async fn rotate(
         &mut self,
         target: &Target,
@@ -133,11 +138,13 @@ impl AccountChange for SeaAccountChange {
         self.update_session(update).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn create_session(&mut self, session: NewSession) -> Result<SessionId, InfraError> {
         let id = insert(&self.txn, &session).await.map_err(interrupted)?;
         inserted(id)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn end_sessions(&mut self, which: UserSessions) -> Result<u64, InfraError> {
         let result = sessions::Entity::delete_many()
             .filter(user_sessions(&which))
@@ -147,6 +154,7 @@ impl AccountChange for SeaAccountChange {
         Ok(result.rows_affected)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(user = user.0))]
     async fn set_password(
         &mut self,
         user: UserId,
@@ -159,12 +167,14 @@ impl AccountChange for SeaAccountChange {
         self.update_user(user, update).await.map(drop)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(user = user.0))]
     async fn set_disabled(&mut self, user: UserId, disabled: bool) -> Result<(), InfraError> {
         let update =
             users::Entity::update_many().col_expr(users::Column::Disabled, Expr::value(disabled));
         self.update_user(user, update).await.map(drop)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(user = user.0))]
     async fn delete_user(&mut self, user: UserId) -> Result<(), InfraError> {
         // The session rows first (valid or not), though the foreign key would cascade: the
         // order of locks stays the user's row, then sessions.
@@ -180,6 +190,7 @@ impl AccountChange for SeaAccountChange {
             .map(drop)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn commit(self: Box<Self>) -> Result<(), InfraError> {
         self.txn.commit().await.map_err(lost)
     }

@@ -51,14 +51,6 @@ pub struct Store {
 }
 
 impl Store {
-    /// A handle to no database, which only renders statements (`websessions openapi`).
-    pub fn disconnected() -> Self {
-        Self {
-            conn: DatabaseConnection::default(),
-            patience: Arc::new(Patience::new(Duration::ZERO, 1)),
-        }
-    }
-
     /// The pool, for statements of one's own (tests, readiness).
     pub fn connection(&self) -> &DatabaseConnection {
         &self.conn
@@ -99,8 +91,11 @@ pub async fn connect(url: &str, pool: &PoolOptions) -> Result<Store, DbErr> {
         .min_connections(0)
         .connect_timeout(pool.acquire_timeout())
         .acquire_timeout(pool.acquire_timeout())
-        // sqlx logs every statement with its bound values at INFO: they include token hashes.
-        .sqlx_logging(false)
+        // Every statement's text (never its bound values, which hold token and password
+        // hashes) at DEBUG, in the span of the operation that ran it: `RUST_LOG=debug`
+        // follows a request down to its statements.
+        .sqlx_logging(true)
+        .sqlx_logging_level(log::LevelFilter::Debug)
         // Recognition has connections of its own (`sessions::hot_path`), so this pool
         // serves logins, logouts and administration, which can afford a ping per
         // checkout that weeds out connections a server restart broke. SQLite's connections

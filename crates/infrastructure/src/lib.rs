@@ -22,7 +22,7 @@ mod users;
 
 pub use accounts::SeaAccounts;
 pub use db::{PoolOptions, Store, connect, migrate};
-pub use limits::{AddressLimits, MAX_ADDRESSES, Rate};
+pub use limits::{AddressLimits, MAX_ADDRESSES};
 pub use lockouts::SeaLockouts;
 pub use patience::{Patience, WaitObserver};
 pub use sea_orm::{DatabaseConnection, DbErr};

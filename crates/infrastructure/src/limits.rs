@@ -6,9 +6,7 @@
 //! throttled as a whole instead of growing the table.
 
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use governor::clock::{Clock, MonotonicClock};
 use governor::middleware::NoOpMiddleware;
@@ -16,7 +14,7 @@ use governor::state::keyed::HashMapStateStore;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use websessions_domain::ports::RateLimits;
-use websessions_domain::{ClientIp, LimitedAction, RetryAfter};
+use websessions_domain::{ClientIp, LimitedAction, Rate, RetryAfter};
 
 /// How many addresses one limit tracks before new ones share the overflow bucket.
 pub const MAX_ADDRESSES: usize = 100_000;
@@ -24,18 +22,10 @@ pub const MAX_ADDRESSES: usize = 100_000;
 /// Forget idle buckets once every this many checks (amortised cost).
 const SWEEP_EVERY: u64 = 1024;
 
-/// A limit: a bucket of `count` tokens, refilled at `count` per `period`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rate {
-    pub count: NonZeroU32,
-    pub period: Duration,
-}
-
-impl Rate {
-    fn quota(self) -> Option<Quota> {
-        let each = self.period.checked_div(self.count.get())?;
-        Quota::with_period(each).map(|quota| quota.allow_burst(self.count))
-    }
+/// `rate` as governor's quota: one token every `period / count`, a burst of `count`.
+fn quota(rate: Rate) -> Option<Quota> {
+    let each = rate.period.checked_div(rate.count.get())?;
+    Quota::with_period(each).map(|quota| quota.allow_burst(rate.count))
 }
 
 /// A client address as a bucket key.
@@ -115,7 +105,7 @@ impl<C: Clock + Clone> AddressLimits<C> {
     /// The limits on `clock` (tests pass a fake one).
     pub fn with_clock(session_start: Option<Rate>, login: Option<Rate>, clock: C) -> Self {
         let buckets = |rate: Option<Rate>| {
-            rate.and_then(Rate::quota)
+            rate.and_then(quota)
                 .map(|quota| Buckets::new(quota, clock.clone()))
         };
         Self {
@@ -146,6 +136,9 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::num::NonZeroU32;
+    use std::time::Duration;
+
     use super::*;
     use governor::clock::FakeRelativeClock;
 

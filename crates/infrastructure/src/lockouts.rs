@@ -85,6 +85,7 @@ async fn count_attempt(txn: &DatabaseTransaction, name: &str, now: i64) -> Resul
 
 #[async_trait]
 impl LockoutRepository for SeaLockouts {
+    #[tracing::instrument(level = "debug", skip_all, fields(username = %username))]
     async fn state(
         &self,
         username: &Username,
@@ -110,6 +111,7 @@ impl LockoutRepository for SeaLockouts {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(username = %username))]
     async fn attempt(
         &self,
         username: &Username,
@@ -160,6 +162,7 @@ impl LockoutRepository for SeaLockouts {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(username = %username))]
     async fn verified(&self, username: &Username, counted: Counted) -> Result<(), InfraError> {
         // Only the lock this attempt started: a later one stands.
         let own = counted.started_lock.map(|until| {
@@ -168,10 +171,12 @@ impl LockoutRepository for SeaLockouts {
         self.forget(username.as_str(), own).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(username = %username))]
     async fn clear(&self, username: &Username) -> Result<(), InfraError> {
         self.forget(username.as_str(), Some(Condition::all())).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn purge(
         &self,
         now: OffsetDateTime,

@@ -214,6 +214,7 @@ impl PasswordHasher for Argon2Hasher {
         Ok(HashTicket::new(place))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn hash(&self, _: &HashTicket, password: Password) -> Result<PasswordHash, InfraError> {
         let params = self.params.clone();
         let phc = self
@@ -222,6 +223,7 @@ impl PasswordHasher for Argon2Hasher {
         Ok(PasswordHash::new(phc))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn verify(
         &self,
         _: &HashTicket,

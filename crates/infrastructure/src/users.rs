@@ -45,6 +45,7 @@ fn is_duplicate(error: &DbErr) -> bool {
 
 #[async_trait]
 impl UserRepository for SeaUsers {
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn create(&self, new: NewUser) -> Result<Created, InfraError> {
         let now = unix(new.now);
         let row = users::ActiveModel {
@@ -74,6 +75,7 @@ impl UserRepository for SeaUsers {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(username = %username))]
     async fn find_by_username(&self, username: &Username) -> Result<Option<User>, InfraError> {
         let find = &users::Entity::find().filter(users::Column::Username.eq(username.as_str()));
         self.store
@@ -83,6 +85,7 @@ impl UserRepository for SeaUsers {
             .transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn list(&self) -> Result<Vec<User>, InfraError> {
         let find = &users::Entity::find().order_by_asc(users::Column::Username);
         self.store

@@ -9,6 +9,8 @@
 //!   operation that needs no session says so with an empty `security`, and the one server
 //!   is the one the document was fetched from (`/`), where poem-openapi writes an empty
 //!   list.
+//! - A request body's object schema refuses unknown fields (`additionalProperties: false`),
+//!   as the server does (422).
 //! - Every `/v1` answer declares `Cache-Control: no-store`, which the guard sends, and every
 //!   header is named in its usual case (poem-openapi writes derived headers in capitals).
 //! - A property that refers to another schema carries no sibling keywords (OpenAPI 3.0
@@ -57,8 +59,33 @@ pub fn finish(generated: &str, cookie_name: &str) -> String {
             }
         }
     }
+    close_request_objects(&mut document);
     drop_unreferenced_schemas(&mut document);
     serde_json::to_string_pretty(&document).unwrap_or_else(|_| generated.to_owned())
+}
+
+/// Every request body is read with unknown fields refused (422): an object schema a body
+/// refers to says so with `additionalProperties: false`.
+fn close_request_objects(document: &mut Value) {
+    let bodies: Vec<String> = operations(document)
+        .filter_map(|(_, _, operation)| {
+            operation
+                .pointer("/requestBody/content/application~1json/schema/$ref")
+                .and_then(Value::as_str)
+                .and_then(|target| target.strip_prefix("#/components/schemas/"))
+                .map(str::to_owned)
+        })
+        .collect();
+    for name in bodies {
+        if let Some(schema) = document
+            .pointer_mut(&format!("/components/schemas/{name}"))
+            .and_then(Value::as_object_mut)
+            && schema.contains_key("properties")
+            && !schema.contains_key("additionalProperties")
+        {
+            schema.insert("additionalProperties".into(), Value::Bool(false));
+        }
+    }
 }
 
 /// Schemas that nothing refers to any more (an inlined nullable one) are not listed.
@@ -331,5 +358,28 @@ mod tests {
         assert_eq!(of("DELETE /v1/d/{id}"), [400, 403]);
         assert!(of("GET /v1/auth").is_empty());
         assert!(of("GET /v1/r").is_empty());
+    }
+
+    #[test]
+    fn request_bodies_refuse_unknown_fields_as_the_server_does() {
+        let generated = json!({
+            "paths": {"/v1/w": {"post": {
+                "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/In"}}}},
+                "responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Out"}}}}}
+            }}},
+            "components": {"schemas": {
+                "In": {"type": "object", "properties": {"a": {"type": "string"}}},
+                "Out": {"type": "object", "properties": {"b": {"type": "string"}}}
+            }}
+        });
+        let finished: Value = serde_json::from_str(&finish(&generated.to_string(), "c")).unwrap();
+        assert_eq!(
+            finished.pointer("/components/schemas/In/additionalProperties"),
+            Some(&json!(false))
+        );
+        assert_eq!(
+            finished.pointer("/components/schemas/Out/additionalProperties"),
+            None
+        );
     }
 }

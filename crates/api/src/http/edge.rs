@@ -9,7 +9,21 @@ use poem::http::{Method, header};
 use websessions_domain::{ClientIp, Credential, Presented, TokenLength};
 
 use super::origin::{Origin, TrustedOrigins};
-use crate::config::{CookieSettings, SameSite};
+
+/// SameSite attribute of the session cookie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SameSite {
+    Lax,
+    Strict,
+}
+
+/// How the session cookie is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CookieSettings {
+    pub name: String,
+    pub secure: bool,
+    pub same_site: SameSite,
+}
 
 /// The settings the edge needs.
 #[derive(Clone, Debug)]

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use poem::Request;
+use poem::web::Data;
 use poem_openapi::param::Query;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
 
@@ -47,9 +48,7 @@ refusals! {
 
 /// The gateway's endpoint.
 #[derive(Debug)]
-pub struct GatewayApi {
-    pub ctx: Arc<Context>,
-}
+pub struct GatewayApi;
 
 #[OpenApi]
 impl GatewayApi {
@@ -69,12 +68,13 @@ impl GatewayApi {
     )]
     async fn auth(
         &self,
+        ctx: Data<&Arc<Context>>,
         req: &Request,
         /// Only superusers pass.
         superuser: Query<Option<bool>>,
         _auth: RequiredSession,
     ) -> Result<Authenticated, Refused<AuthRefusal>> {
-        let me = self.ctx.me(req).await?;
+        let me = ctx.me(req).await?;
         if superuser.0 == Some(true) && !me.user.superuser {
             return Err(AccessError::NotSuperuser.into());
         }

@@ -1,8 +1,8 @@
 //! What every request passes, as named steps: R12's refusal of cross-site writes and the
 //! 16 KiB body bound (both before any handler: the first checks of R5f), the handler, the
 //! translation of poem's own errors into problems, the clearing of a session cookie that was
-//! refused as no session, `Cache-Control: no-store` on `/v1`, and the latency metric and debug
-//! log line. `GET /v1/auth`, the gateway's question, changes nothing but the touch and reads
+//! refused as no session, `Cache-Control: no-store` on `/v1`, the request's span (W3C trace
+//! context in and out, `trace`), and the latency metric and debug log line. `GET /v1/auth`, the gateway's question, changes nothing but the touch and reads
 //! no body: it is exempt from R12 and the body bound (SPEC section 9). What the guard can
 //! refuse an operation with is declared once (`statuses`), from the same predicates it runs.
 
@@ -11,9 +11,11 @@ use std::time::Instant;
 
 use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::{Endpoint, IntoResponse, PathPattern, Request, Response};
+use tracing::Instrument;
 
 use super::edge::{self, Carrier, EdgeSettings};
 use super::problem::{Refusal, Refuse, SessionRefused, refuse};
+use super::trace::{TRACEPARENT, Trace};
 use crate::metrics::Metrics;
 
 /// Largest request body accepted on `/v1` (R13's 16 KiB bounds every body).
@@ -85,16 +87,30 @@ pub(super) async fn guard<E: Endpoint>(
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    // One span per request, debug like the line that ends it: disabled, it costs nothing.
+    let trace = Trace::of(&req);
+    let span = tracing::debug_span!(
+        "request",
+        %method,
+        route = tracing::field::Empty,
+        status = tracing::field::Empty,
+        request_id = %trace.span_id,
+        trace_id = %trace.trace_id,
+    );
     let v1 = is_v1(&path);
     if path == AUTH_PATH {
         // The gateway's question is answered alike whatever the method (SPEC section 9).
         req.set_method(Method::GET);
     }
     let carrier = edge::carrier(&req, &edge);
-    let mut response = match admit(&mut req, &edge, &path).await {
-        Err(refused) => refused.refusal().into_response(),
-        Ok(()) => respond(endpoint.as_ref(), req).await,
-    };
+    let mut response = async {
+        match admit(&mut req, &edge, &path).await {
+            Err(refused) => refused.refusal().into_response(),
+            Ok(()) => respond(endpoint.as_ref(), req).await,
+        }
+    }
+    .instrument(span.clone())
+    .await;
     if response.data::<SessionRefused>().is_some()
         && carrier == Carrier::Cookie
         && let Ok(clear) = HeaderValue::try_from(edge::clear_cookie(&edge.cookie))
@@ -106,16 +122,27 @@ pub(super) async fn guard<E: Endpoint>(
             .headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    record(&metrics, &response, &method, started);
+    if let Some(traceparent) = trace.header() {
+        response.headers_mut().insert(TRACEPARENT, traceparent);
+    }
+    let route = route(&response);
+    metrics.observe_request(
+        route,
+        method_label(&method),
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     // Per-request lines are debug: at the hot path's rates they would cost more than the
     // request; the latency histogram counts every request, and failures log where they occur.
-    tracing::debug!(
-        %method,
-        path,
-        status = response.status().as_u16(),
-        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
+    span.record("route", route);
+    span.record("status", response.status().as_u16());
+    span.in_scope(|| {
+        tracing::debug!(
+            path,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+    });
     Ok(response)
 }
 
@@ -195,20 +222,14 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// One observation of the latency histogram. The route is the matched path template, or
-/// `unmatched`: ids and usernames never become label values.
-fn record(metrics: &Metrics, response: &Response, method: &Method, started: Instant) {
-    let route = response
+/// The matched path template, or `unmatched`: ids and usernames never become a metric's
+/// label value or a span's route.
+fn route(response: &Response) -> &str {
+    response
         .data::<PathPattern>()
         .map(|pattern| pattern.0.as_ref())
         .filter(|pattern| !pattern.is_empty())
-        .unwrap_or("unmatched");
-    metrics.observe_request(
-        route,
-        method_label(method),
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
+        .unwrap_or("unmatched")
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use poem::web::Data;
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 
@@ -58,9 +59,7 @@ fn health(status: &str) -> Json<Health> {
 
 /// Health and metrics.
 #[derive(Debug)]
-pub struct HealthApi {
-    pub ctx: Arc<Context>,
-}
+pub struct HealthApi;
 
 #[OpenApi]
 impl HealthApi {
@@ -86,8 +85,8 @@ impl HealthApi {
         tag = "Tag::Operations",
         operation_id = "ready"
     )]
-    async fn ready(&self) -> Ready {
-        if self.ctx.readiness.ready().await {
+    async fn ready(&self, ctx: Data<&Arc<Context>>) -> Ready {
+        if ctx.readiness.ready().await {
             Ready::Ok(health("ok"))
         } else {
             Ready::Unavailable(health("unavailable"))
@@ -105,7 +104,7 @@ impl HealthApi {
         tag = "Tag::Operations",
         operation_id = "metrics"
     )]
-    async fn metrics(&self) -> MetricsAnswer {
-        MetricsAnswer::Ok(PlainText(self.ctx.metrics.render()))
+    async fn metrics(&self, ctx: Data<&Arc<Context>>) -> MetricsAnswer {
+        MetricsAnswer::Ok(PlainText(ctx.metrics.render()))
     }
 }

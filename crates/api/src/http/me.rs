@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use poem::Request;
+use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
@@ -55,9 +56,7 @@ refusals! {
 
 /// Self-service endpoints.
 #[derive(Debug)]
-pub struct MeApi {
-    pub ctx: Arc<Context>,
-}
+pub struct MeApi;
 
 #[OpenApi]
 impl MeApi {
@@ -72,12 +71,12 @@ impl MeApi {
     )]
     async fn my_sessions(
         &self,
+        ctx: Data<&Arc<Context>>,
         req: &Request,
         _auth: RequiredSession,
     ) -> Result<MySessionsAnswer, Refused<MineRefusal>> {
-        let me = self.ctx.me(req).await?;
-        let items = self
-            .ctx
+        let me = ctx.me(req).await?;
+        let items = ctx
             .me
             .my_sessions(&me)
             .await?
@@ -106,13 +105,14 @@ impl MeApi {
     )]
     async fn end_my_session(
         &self,
+        ctx: Data<&Arc<Context>>,
         req: &Request,
         id: Path<i64>,
         _auth: RequiredSession,
     ) -> Result<Ended, Refused<EndMineRefusal>> {
-        let me = self.ctx.me(req).await?;
+        let me = ctx.me(req).await?;
         let id = session_id(id.0)?;
-        self.ctx.me.end_my_session(&me, id).await?;
+        ctx.me.end_my_session(&me, id).await?;
         Ok(Ended::NoContent)
     }
 
@@ -127,11 +127,12 @@ impl MeApi {
     )]
     async fn end_my_other_sessions(
         &self,
+        ctx: Data<&Arc<Context>>,
         req: &Request,
         _auth: RequiredSession,
     ) -> Result<Ended, Refused<MineRefusal>> {
-        let me = self.ctx.me(req).await?;
-        self.ctx.me.end_my_other_sessions(&me).await?;
+        let me = ctx.me(req).await?;
+        ctx.me.end_my_other_sessions(&me).await?;
         Ok(Ended::NoContent)
     }
 }

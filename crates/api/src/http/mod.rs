@@ -1,10 +1,11 @@
 //! The HTTP server: one file per endpoint family (`session`, `gateway`, `me`, `admin`,
-//! `health`), the
-//! context they share (`context`), the middleware every request passes (`guard`), the edge
-//! rules R11/R12 and the cookie (`edge`), refusals and the statuses each operation can answer
-//! (`problem`), strict request bodies (`body`), documented security (`security`), and the one
-//! pass over the generated document (`document`). It depends on the domain's actor traits,
-//! never on a concrete adapter.
+//! `users`, `health`) and the wire types they share (`wire`), the context every handler takes
+//! from the request (`context`), the middleware every request passes (`guard`, with its trace
+//! context, `trace`), the edge rules R11/R12 and the cookie (`edge`, `origin`), refusals and
+//! how each operation's statuses follow from its error types (`problem`, `refusals`), strict
+//! request bodies (`body`), documented security (`security`), and the one pass over the
+//! generated document (`document`). It depends on the domain's actor traits, never on a
+//! concrete adapter, and never on the configuration (`config` depends on it).
 
 mod admin;
 mod body;
@@ -23,6 +24,8 @@ mod security;
 mod session;
 #[cfg(test)]
 mod tests;
+mod trace;
+mod users;
 mod wire;
 
 use std::sync::Arc;
@@ -33,7 +36,7 @@ use poem_openapi::{LicenseObject, OpenApiService};
 
 pub use admin::AdminApi;
 pub use context::{Context, Readiness};
-pub use edge::EdgeSettings;
+pub use edge::{CookieSettings, EdgeSettings, SameSite};
 pub use gateway::GatewayApi;
 pub use guard::MAX_BODY_BYTES;
 pub use health::HealthApi;
@@ -41,36 +44,32 @@ pub use me::MeApi;
 pub use origin::{Origin, TrustedOrigins};
 pub use problem::{Problem, Refusal};
 pub use session::SessionApi;
+pub use users::UsersApi;
 
-/// The API's endpoint families, as one OpenAPI service.
-pub type Apis = (SessionApi, GatewayApi, MeApi, AdminApi, HealthApi);
+/// The API's endpoint families, as one OpenAPI service. They hold nothing: each handler takes
+/// the `Context` from the request's data, so the document needs no services to be written.
+pub type Apis = (SessionApi, GatewayApi, MeApi, AdminApi, UsersApi, HealthApi);
 
-fn service(ctx: Arc<Context>) -> OpenApiService<Apis, ()> {
-    let apis = (
-        SessionApi { ctx: ctx.clone() },
-        GatewayApi { ctx: ctx.clone() },
-        MeApi { ctx: ctx.clone() },
-        AdminApi { ctx: ctx.clone() },
-        HealthApi { ctx },
-    );
+fn service() -> OpenApiService<Apis, ()> {
+    let apis = (SessionApi, GatewayApi, MeApi, AdminApi, UsersApi, HealthApi);
     OpenApiService::new(apis, "websessions", env!("CARGO_PKG_VERSION"))
         .license(
             LicenseObject::new("GPL-3.0-or-later").url("https://www.gnu.org/licenses/gpl-3.0.html"),
         )
         .description(
             "Server-side web sessions: start, recognise, log into and out of sessions; list \
-         and end one's own sessions; superusers manage every session and user account. \
-         Browsers hold the credential in an HttpOnly cookie; API clients send it as \
-         `Authorization: Bearer <id>.<token>`. Errors are RFC 9457 problem details, and \
-         every /v1 answer carries `Cache-Control: no-store`.",
+             and end one's own sessions; superusers manage every session and user account. \
+             Browsers hold the credential in an HttpOnly cookie; API clients send it as \
+             `Authorization: Bearer <id>.<token>`. Errors are RFC 9457 problem details, and \
+             every /v1 answer carries `Cache-Control: no-store`.",
         )
 }
 
-/// The OpenAPI document for `ctx`'s configuration: the one committed in `openapi/` (with the
-/// default cookie name), served at `/openapi.json` and printed by `websessions openapi`.
-pub fn openapi(ctx: Arc<Context>) -> String {
-    let cookie = ctx.edge.cookie.name.clone();
-    document::finish(&service(ctx).spec(), &cookie)
+/// The OpenAPI document, naming `cookie_name`: the one committed in `openapi/` (with the
+/// default cookie name), served at `/openapi.json` and printed by `websessions openapi`. It
+/// needs no database and no services.
+pub fn openapi(cookie_name: &str) -> String {
+    document::finish(&service().spec(), cookie_name)
 }
 
 /// The whole application: the API, its document at `/openapi.json` and `/docs`, and the
@@ -78,7 +77,7 @@ pub fn openapi(ctx: Arc<Context>) -> String {
 pub fn app(ctx: Arc<Context>) -> impl Endpoint {
     let edge = ctx.edge.clone();
     let metrics = ctx.metrics.clone();
-    let service = service(ctx.clone());
+    let service = service();
     let generated = service.spec();
     let finished = document::finish(&generated, &edge.cookie.name);
     // The interactive page embeds the document: the finished one, in place of the generated.
@@ -88,7 +87,7 @@ pub fn app(ctx: Arc<Context>) -> impl Endpoint {
         routes = portal::with_pages(routes, ctx.clone());
     }
     routes
-        .nest("/", service)
+        .nest("/", service.data(ctx))
         .at(
             "/openapi.json",
             make_sync(move |_| {

@@ -285,7 +285,7 @@ pub(crate) fn describe(status: StatusCode) -> (&'static str, Vec<MetaHeader>) {
         ),
         StatusCode::UNAUTHORIZED => (
             "No valid session (or an anonymous one where a logged-in user is needed), or bad \
-             credentials. A presented cookie that is not valid is cleared.",
+             credentials. A presented cookie that names no session is cleared.",
             vec![MetaHeader {
                 name: "Set-Cookie".into(),
                 description: Some("Clears an invalid session cookie.".into()),

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use poem::Request;
+use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 use websessions_domain::{
@@ -121,27 +122,21 @@ refusals! {
 
 /// The session holder's endpoints.
 #[derive(Debug)]
-pub struct SessionApi {
-    pub ctx: Arc<Context>,
-}
+pub struct SessionApi;
 
-impl SessionApi {
-    /// The answer carrying a session's new credential: a browser's in the cookie, an API
-    /// client's in the body.
-    fn reissued(&self, issued: &Issued) -> Reissued {
-        let mut view = SessionView::new(&issued.session, &self.ctx.policy);
-        let cookie = match (&issued.credential, issued.session.kind) {
-            (Some(credential), SessionKind::Browser) => {
-                Some(set_cookie(&self.ctx.edge.cookie, credential))
-            }
-            (Some(credential), SessionKind::Api) => {
-                view.credential = Some(credential.expose());
-                None
-            }
-            (None, _) => None,
-        };
-        Reissued::Ok(Json(view), cookie)
-    }
+/// The answer carrying a session's new credential: a browser's in the cookie, an API
+/// client's in the body.
+fn reissued(ctx: &Context, issued: &Issued) -> Reissued {
+    let mut view = SessionView::new(&issued.session, &ctx.policy);
+    let cookie = match (&issued.credential, issued.session.kind) {
+        (Some(credential), SessionKind::Browser) => Some(set_cookie(&ctx.edge.cookie, credential)),
+        (Some(credential), SessionKind::Api) => {
+            view.credential = Some(credential.expose());
+            None
+        }
+        (None, _) => None,
+    };
+    Reissued::Ok(Json(view), cookie)
 }
 
 #[OpenApi]
@@ -159,16 +154,15 @@ impl SessionApi {
     )]
     async fn start(
         &self,
+        ctx: Data<&Arc<Context>>,
         req: &Request,
         _auth: OptionalSession,
     ) -> Result<Started, Refused<StartError>> {
-        let presented = self.ctx.presented(req);
-        let issued = self.ctx.holder.start(&presented).await?;
-        let view = Json(SessionView::new(&issued.session, &self.ctx.policy));
+        let presented = ctx.presented(req);
+        let issued = ctx.holder.start(&presented).await?;
+        let view = Json(SessionView::new(&issued.session, &ctx.policy));
         Ok(match &issued.credential {
-            Some(credential) => {
-                Started::Created(view, set_cookie(&self.ctx.edge.cookie, credential))
-            }
+            Some(credential) => Started::Created(view, set_cookie(&ctx.edge.cookie, credential)),
             None => Started::Ok(view),
         })
     }
@@ -185,20 +179,13 @@ impl SessionApi {
     )]
     async fn current(
         &self,
+        ctx: Data<&Arc<Context>>,
         req: &Request,
         _auth: RequiredSession,
     ) -> Result<Recognised, Refused<Recognition>> {
-        let presented = self.ctx.presented(req);
-        let record = self
-            .ctx
-            .holder
-            .recognise(&presented)
-            .await?
-            .ok_or(NoSession)?;
-        Ok(Recognised::Ok(Json(SessionView::new(
-            &record,
-            &self.ctx.policy,
-        ))))
+        let presented = ctx.presented(req);
+        let record = ctx.holder.recognise(&presented).await?.ok_or(NoSession)?;
+        Ok(Recognised::Ok(Json(SessionView::new(&record, &ctx.policy))))
     }
 
     /// Log in
@@ -218,12 +205,13 @@ impl SessionApi {
     )]
     async fn login(
         &self,
+        ctx: Data<&Arc<Context>>,
         req: &Request,
         body: JsonBody<LoginRequest>,
         _auth: OptionalSession,
     ) -> Result<Reissued, Refused<LoginRefusal>> {
-        let presented = self.ctx.presented(req);
-        let pass = self.ctx.holder.admit_login(presented.ip)?;
+        let presented = ctx.presented(req);
+        let pass = ctx.holder.admit_login(presented.ip)?;
         let LoginRequest {
             username,
             password,
@@ -234,8 +222,8 @@ impl SessionApi {
             password: Password::new(password),
             kind: client.unwrap_or(Kind::Browser).into(),
         };
-        let issued = self.ctx.holder.login(&presented, pass, attempt).await?;
-        Ok(self.reissued(&issued))
+        let issued = ctx.holder.login(&presented, pass, attempt).await?;
+        Ok(reissued(&ctx, &issued))
     }
 
     /// Log out
@@ -250,12 +238,13 @@ impl SessionApi {
     )]
     async fn logout(
         &self,
+        ctx: Data<&Arc<Context>>,
         req: &Request,
         _auth: OptionalSession,
     ) -> Result<LoggedOut, Refused<LogoutRefusal>> {
-        let presented = self.ctx.presented(req);
-        self.ctx.holder.logout(&presented).await?;
-        Ok(LoggedOut::NoContent(clear_cookie(&self.ctx.edge.cookie)))
+        let presented = ctx.presented(req);
+        ctx.holder.logout(&presented).await?;
+        Ok(LoggedOut::NoContent(clear_cookie(&ctx.edge.cookie)))
     }
 
     /// Read the client state
@@ -270,11 +259,12 @@ impl SessionApi {
     )]
     async fn data(
         &self,
+        ctx: Data<&Arc<Context>>,
         req: &Request,
         _auth: RequiredSession,
     ) -> Result<StateAnswer, Refused<Recognition>> {
-        let presented = self.ctx.presented(req);
-        let data = self.ctx.holder.data(&presented).await?.ok_or(NoSession)?;
+        let presented = ctx.presented(req);
+        let data = ctx.holder.data(&presented).await?.ok_or(NoSession)?;
         Ok(StateAnswer::Ok(Json(
             data.into_object().into_iter().collect(),
         )))
@@ -292,13 +282,14 @@ impl SessionApi {
     )]
     async fn set_data(
         &self,
+        ctx: Data<&Arc<Context>>,
         req: &Request,
         body: JsonBody<ClientState>,
         _auth: RequiredSession,
     ) -> Result<StateAnswer, Refused<StateRefusal>> {
-        let presented = self.ctx.presented(req);
+        let presented = ctx.presented(req);
         let object = body.parse()?.into_iter().collect();
-        let data = self.ctx.holder.set_data(&presented, object).await?;
+        let data = ctx.holder.set_data(&presented, object).await?;
         Ok(StateAnswer::Ok(Json(
             data.into_object().into_iter().collect(),
         )))
@@ -317,21 +308,18 @@ impl SessionApi {
     )]
     async fn change_password(
         &self,
+        ctx: Data<&Arc<Context>>,
         req: &Request,
         body: JsonBody<PasswordChange>,
         _auth: RequiredSession,
     ) -> Result<Reissued, Refused<PasswordRefusal>> {
-        let presented = self.ctx.presented(req);
+        let presented = ctx.presented(req);
         let PasswordChange {
             current_password,
             new_password,
         } = body.parse()?;
         let (current, new) = (Password::new(current_password), Password::new(new_password));
-        let issued = self
-            .ctx
-            .holder
-            .change_password(&presented, current, new)
-            .await?;
-        Ok(self.reissued(&issued))
+        let issued = ctx.holder.change_password(&presented, current, new).await?;
+        Ok(reissued(&ctx, &issued))
     }
 }

@@ -2,7 +2,7 @@
 //! operator sees it, a session's kind, and the empty answer of an action. The families import
 //! these and never each other.
 
-use poem_openapi::{ApiResponse, Enum, Object};
+use poem_openapi::{ApiResponse, Enum, Object, Tags};
 use time::OffsetDateTime;
 use websessions_domain::{EndSessionError, SessionId, SessionKind, SessionPolicy, SessionRecord};
 
@@ -90,6 +90,13 @@ impl SessionView {
             credential: None,
         }
     }
+}
+
+/// The document's tag for administration, which two families share (sessions and users).
+#[derive(Tags)]
+pub(crate) enum AdminTag {
+    /// Superusers: every session, and user accounts.
+    Admin,
 }
 
 /// Done, with nothing to say.

@@ -5,13 +5,12 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use crate::credential::TokenHash;
 use crate::error::InfraError;
 use crate::model::{Attempt, Counted, LockoutState, SessionQuery, SessionRecord, User};
 pub use crate::policy::Target;
 use crate::policy::{Cutoffs, LockoutPolicy};
-use crate::value::{
-    ClientIp, PasswordHash, SessionData, SessionId, SessionKind, TokenHash, UserId, Username,
-};
+use crate::value::{ClientIp, PasswordHash, SessionData, SessionId, SessionKind, UserId, Username};
 
 /// How much of a backlog one maintenance run takes on (R8).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

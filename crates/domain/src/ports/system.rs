@@ -6,9 +6,10 @@ use std::fmt;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use crate::credential::{Token, TokenLength};
 use crate::error::{InfraError, RetryAfter, Saturated};
 use crate::model::LimitedAction;
-use crate::value::{ClientIp, Password, PasswordHash, Token, TokenLength};
+use crate::value::{ClientIp, Password, PasswordHash};
 
 /// The current time. Implementations MUST return whole seconds (what storage keeps).
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]

@@ -77,6 +77,7 @@ pub(crate) fn inserted(id: i64) -> Result<SessionId, InfraError> {
 
 #[async_trait]
 impl SessionRepository for SeaSessions {
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn create(&self, session: NewSession) -> Result<SessionId, InfraError> {
         // An insert commits itself: it runs again only if it never reached the server.
         let session = &session;
@@ -87,15 +88,18 @@ impl SessionRepository for SeaSessions {
         inserted(id)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
     async fn find(&self, id: SessionId) -> Result<Option<SessionRecord>, InfraError> {
         let row = self.hot_path.find(id).await?;
         row.map(SessionRow::into_record).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %target.id))]
     async fn touch(&self, target: &Target, now: OffsetDateTime) -> Result<bool, InfraError> {
         self.hot_path.touch(target, now).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %target.id))]
     async fn touch_and_find(
         &self,
         target: &Target,
@@ -105,6 +109,7 @@ impl SessionRepository for SeaSessions {
         row.map(SessionRow::into_record).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %target.id))]
     async fn end(&self, target: &Target) -> Result<bool, InfraError> {
         // Logout is safe to repeat (SPEC section 5: it waits for the database).
         let delete = &sessions::Entity::delete_many().filter(matches(target));
@@ -115,6 +120,7 @@ impl SessionRepository for SeaSessions {
         Ok(result.rows_affected == 1)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
     async fn end_by_id(
         &self,
         id: SessionId,
@@ -137,6 +143,7 @@ impl SessionRepository for SeaSessions {
         Ok(result.rows_affected == 1)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
     async fn data(
         &self,
         id: SessionId,
@@ -160,6 +167,7 @@ impl SessionRepository for SeaSessions {
         .transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %target.id))]
     async fn set_data(&self, target: &Target, data: SessionData) -> Result<bool, InfraError> {
         let text = serde_json::Value::Object(data.into_object()).to_string();
         let update = &sessions::Entity::update_many()
@@ -172,6 +180,7 @@ impl SessionRepository for SeaSessions {
         Ok(result.rows_affected == 1)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn list(
         &self,
         query: SessionQuery,
@@ -199,6 +208,7 @@ impl SessionRepository for SeaSessions {
             .collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn count_active_since(&self, since: OffsetDateTime) -> Result<u64, InfraError> {
         let find =
             &sessions::Entity::find().filter(sessions::Column::LastActivityAt.gte(unix(since)));
@@ -207,6 +217,7 @@ impl SessionRepository for SeaSessions {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn purge(&self, cutoffs: Cutoffs, batch: u64, sweep: Sweep) -> Result<u64, InfraError> {
         let mut deleted = 0;
         for (condition, order) in table::expired(cutoffs) {

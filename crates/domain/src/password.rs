@@ -1,0 +1,92 @@
+//! R7: a holder changes their own password. The current password is counted and verified
+//! like a login's (R9), the new one must meet the policy, and in one transaction the token
+//! rotates and the user's other sessions end.
+
+use time::OffsetDateTime;
+
+use crate::error::{ChangePasswordError, InfraError};
+use crate::holder::{Counting, locked};
+use crate::model::{EndCause, User};
+use crate::ports::{Expect, UserSessions};
+use crate::service::{Issued, Presented, Proven, Sessions};
+use crate::value::{NewPassword, Password, PasswordHash};
+
+impl Sessions {
+    /// `SessionHolder::change_password`.
+    pub(crate) async fn change_own_password(
+        &self,
+        presented: &Presented,
+        current: Password,
+        new: Password,
+    ) -> Result<Issued, ChangePasswordError> {
+        // R7's order: R15, the lock, the current password (counted first), the policy.
+        let ticket = self.admit_hashing()?;
+        let now = self.ports.clock.now();
+        let Some(proven) = self.recognise_at(presented, now).await? else {
+            return Err(ChangePasswordError::NotLoggedIn);
+        };
+        let Some(me) = proven.record.user.clone() else {
+            return Err(ChangePasswordError::NotLoggedIn);
+        };
+        let counted = match self.count_attempt(&me.username, &current, now).await? {
+            Counting::Locked(until) => {
+                let (until, retry_after) = locked(now, until);
+                return Err(ChangePasswordError::Locked { until, retry_after });
+            }
+            Counting::Overlong => return Err(ChangePasswordError::WrongPassword),
+            Counting::Counted(counted) => counted,
+        };
+        let Some(user) = self.verify_account(&ticket, &me.username, current).await? else {
+            self.failed(counted);
+            return Err(ChangePasswordError::WrongPassword);
+        };
+        self.ports.lockouts.verified(&me.username, counted).await?;
+        let new = NewPassword::parse(new)?;
+        let new_hash = self
+            .ports
+            .hasher
+            .hash(&ticket, new.password().clone())
+            .await?;
+        drop(ticket);
+        self.again(|| self.rotate_for_new_password(proven.clone(), &user, new_hash.clone(), now))
+            .await?
+            .ok_or(ChangePasswordError::NotLoggedIn)
+    }
+
+    /// R7, in one transaction while the account is unchanged since the current password
+    /// verified: stores the new hash, rotates the presented session's token and ends the
+    /// user's other sessions. `None` when the session or the account changed meanwhile.
+    async fn rotate_for_new_password(
+        &self,
+        proven: Proven,
+        user: &User,
+        new_hash: PasswordHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<Issued>, InfraError> {
+        let Proven { mut record, target } = proven;
+        let (credential, token_hash) = self.new_credential(record.id)?;
+        let mut change = self.ports.accounts.begin().await?;
+        let expect = Expect::Unchanged(user.password_hash.clone());
+        if !change.lock_user(user.id, expect).await?
+            || !change.rotate(&target, user.id, token_hash, now).await?
+        {
+            return Ok(None);
+        }
+        change.set_password(user.id, new_hash, now).await?;
+        let others = UserSessions {
+            user: user.id,
+            kind: None,
+            except: Some(record.id),
+            cutoffs: self.policy.cutoffs(now),
+        };
+        let ended = change.end_sessions(others).await?;
+        change.commit().await?;
+        self.ended(EndCause::PasswordChange, ended);
+        record.token_hash = token_hash;
+        record.last_activity_at = now;
+        Ok(Some(Issued {
+            session: record,
+            credential: Some(credential),
+        }))
+    }
+}
