@@ -19,6 +19,10 @@ missing). Builds the release binary, then for each run measures:
              configuration) reading its session per request, PostgreSQL, same database
   peer-sqlite  the same on SQLite, same database file
 
+`--compare OTHER_BINARY` measures only the floor and recognition (a-pg, a-sqlite) for this
+build and another (an earlier commit's release binary), in turns within one run, and prints
+this build's CPU per request as a ratio of the other's.
+
 Every row reports the server's CPU per request and its ratio to the HTTP floor's (the same
 server's GET /health/live on that database); the targets of issue 14 are checked below the
 table: recognition's CPU per request at most 2.5 x the floor's, and at least 1.3 x the peer's
@@ -531,11 +535,69 @@ def table(runs):
     return "\n".join(lines + [""] + extra)
 
 
+def compare(other, runs, credentials_file):
+    """Recognition's CPU per request (PostgreSQL and SQLite) and the HTTP floor, for this
+    build and `other`, measured in turns within one run, so that the machine's speed, which
+    varies from day to day, is the same for both."""
+    global BIN
+    this = BIN
+    results = {"this": [], "other": []}
+    for n in range(runs):
+        for name, binary in (("this", this), ("other", other)):
+            print(f"round {n + 1} of {runs}: {name} ...", file=sys.stderr)
+            BIN = binary
+            round_results = {}
+            db = Database("pg", 10_000)
+            server = Server(db)
+            round_results["floor"] = measure(server, credentials_file, path="/health/live")
+            round_results["a-pg"] = measure(server, credentials_file, db)
+            server.stop()
+            db.drop()
+            db = Database("sqlite", 10_000)
+            server = Server(db)
+            round_results["a-sqlite"] = measure(server, credentials_file)
+            server.stop()
+            db.drop()
+            results[name].append(round_results)
+    BIN = this
+    lines = [f"this: {this}", f"other: {other}", "",
+             "| scenario | this us/request | other us/request | this / other | this req/s | other req/s |",
+             "|---|---|---|---|---|---|"]
+    for key in ("floor", "a-pg", "a-sqlite"):
+        mine = median(results["this"], key, "cpu_us")
+        theirs = median(results["other"], key, "cpu_us")
+        lines.append(f"| {key} | {mine:.1f} | {theirs:.1f} | {mine / theirs:.3f} | "
+                     f"{median(results['this'], key, 'rps'):.0f} | {median(results['other'], key, 'rps'):.0f} |")
+    lines.append("")
+    lines.append(f"medians of {runs} round(s), taken in turns; wrk -t2 -c32, {WARMUP_S} s warm-up, "
+                 f"{DURATION_S} s measured")
+    return "\n".join(lines), results
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--compare", metavar="OTHER_BINARY",
+                        help="only recognition's CPU per request, this build against another's, in turns")
     args = parser.parse_args()
     ensure_tools()
+    if args.compare:
+        if not os.environ.get("BENCH_BIN"):
+            build()
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+            f.write("\n".join(credential(i) for i in range(1, CREDENTIAL_COUNT + 1)) + "\n")
+            credentials_file = f.name
+        report, raw = compare(os.path.abspath(args.compare), args.runs, credentials_file)
+        os.unlink(credentials_file)
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        path = os.path.join(HERE, "results", f"{stamp}-compare.md")
+        with open(path, "w") as f:
+            f.write(f"# websessions recognition, two builds compared {stamp}\n\n{report}\n\n"
+                    "<details><summary>raw runs</summary>\n\n```json\n"
+                    + json.dumps(raw, indent=1) + "\n```\n</details>\n")
+        print(report)
+        print(f"\nwritten to {os.path.relpath(path, ROOT)}")
+        return
     if not os.environ.get("BENCH_BIN"):
         build()
     build_peer()
