@@ -19,6 +19,10 @@ missing). Builds the release binary, then for each run measures:
              configuration) reading its session per request, PostgreSQL, same database
   peer-sqlite  the same on SQLite, same database file
 
+`--instructions OTHER_BINARY` counts, with callgrind, the instructions the server executes per
+recognition (one request at a time), for this build and another: a count that repeats from
+run to run where CPU time on this machine varies by 20% between rounds.
+
 `--compare OTHER_BINARY` measures only the floor and recognition (a-pg, a-sqlite) for this
 build and another (an earlier commit's release binary), in turns within one run, and prints
 this build's CPU per request as a ratio of the other's.
@@ -574,13 +578,100 @@ def compare(other, runs, credentials_file):
     return "\n".join(lines), results
 
 
+def instructions_per_request(binary, kind, requests=2000, cookie_name="__Host-websession"):
+    """Instructions the server executes per recognition (`GET /v1/session` with a valid
+    cookie, one request at a time over one keep-alive connection), counted by callgrind:
+    unlike CPU time on this machine, the count repeats from run to run."""
+    global BIN
+    saved, BIN = BIN, binary
+    db = Database(kind, 1000)
+    BIN = saved
+    port = free_port()
+    out_dir = tempfile.mkdtemp(prefix="wscallgrind")
+    out = os.path.join(out_dir, "callgrind.out")
+    env = dict(os.environ, WEBSESSIONS_DATABASE_URL=db.url, WEBSESSIONS_LISTEN=f"127.0.0.1:{port}",
+               WEBSESSIONS_HOUSEKEEPING_INTERVAL="1h", WEBSESSIONS_SESSION_START_LIMIT="0",
+               WEBSESSIONS_LOGIN_LIMIT="0", RUST_LOG="warn")
+    proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                             f"--callgrind-out-file={out}", binary, "serve"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import http.client
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=5)
+            break
+        except OSError:
+            if time.time() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.2)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def recognise(i):
+        connection.request("GET", "/v1/session",
+                           headers={"Cookie": f"{cookie_name}={credential(1 + i % CREDENTIAL_COUNT)}"})
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 200, response.status
+
+    for i in range(200):
+        recognise(i)
+    run(["callgrind_control", "-i", "on", str(proc.pid)])
+    for i in range(requests):
+        recognise(i)
+    run(["callgrind_control", "-i", "off", str(proc.pid)])
+    run(["callgrind_control", "-d", str(proc.pid)])
+    proc.terminate()
+    proc.wait(timeout=60)
+    total = 0
+    for name in os.listdir(out_dir):
+        with open(os.path.join(out_dir, name)) as f:
+            for line in f:
+                if line.startswith("totals:"):
+                    total += int(line.split()[1])
+                    break
+    shutil.rmtree(out_dir, ignore_errors=True)
+    db.drop()
+    return total / requests
+
+
+def compare_instructions(other):
+    """This build's instructions per recognition against `other`'s, on PostgreSQL and SQLite."""
+    lines = [f"this: {BIN}", f"other: {other}", "",
+             "| database | this instructions/request | other | this / other |", "|---|---|---|---|"]
+    raw = {}
+    for kind in ("pg", "sqlite"):
+        mine = instructions_per_request(BIN, kind)
+        theirs = instructions_per_request(other, kind)
+        raw[kind] = {"this": mine, "other": theirs}
+        lines.append(f"| {kind} | {mine:.0f} | {theirs:.0f} | {mine / theirs:.3f} |")
+    lines.append("")
+    lines.append("callgrind, one request at a time over one keep-alive connection, 2000 "
+                 "recognitions after 200 to warm up; every thread of the server counted")
+    return "\n".join(lines), raw
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--compare", metavar="OTHER_BINARY",
                         help="only recognition's CPU per request, this build against another's, in turns")
+    parser.add_argument("--instructions", metavar="OTHER_BINARY",
+                        help="recognition's instructions per request (callgrind), this build against another's")
     args = parser.parse_args()
     ensure_tools()
+    if args.instructions:
+        if not os.environ.get("BENCH_BIN"):
+            build()
+        report, raw = compare_instructions(os.path.abspath(args.instructions))
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        path = os.path.join(HERE, "results", f"{stamp}-instructions.md")
+        with open(path, "w") as f:
+            f.write(f"# websessions recognition, instructions per request {stamp}\n\n{report}\n")
+        print(report)
+        print(f"\nwritten to {os.path.relpath(path, ROOT)}")
+        return
     if args.compare:
         if not os.environ.get("BENCH_BIN"):
             build()

@@ -5,318 +5,22 @@
 //! `WEBSESSIONS_TEST_NGINX` names an nginx binary (`.ci/run` installs Debian's); otherwise
 //! they are reported as ignored. Every process they start, they stop by its PID.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use websessions_infrastructure::testing::{Backend, TestDb};
+use websessions_tests::Backend;
 
 use crate::contract::SendChecked;
-use crate::server::{Server, cookie_header, free_port, set_cookie};
-use crate::{BAD_CREDENTIALS, PASSWORD, sample, samples};
+use crate::server::{cookie_header, set_cookie};
+use crate::support::{BAD_CREDENTIALS, PASSWORD, guesses, sample, samples};
 
-const TEMPLATE: &str = include_str!("../gateway/nginx.conf");
+use crate::nginx::{CLIENT, Gateway, OTHER, TEMPLATE, client_from};
 
-fn nginx_binary() -> String {
-    std::env::var("WEBSESSIONS_TEST_NGINX").expect("WEBSESSIONS_TEST_NGINX names nginx")
-}
-
-/// The protected application: answers every request with the identity headers it received,
-/// and counts the requests that reached it.
-struct Application {
-    port: u16,
-    hits: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Application {
-    async fn start() -> Self {
-        let port = free_port();
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = hits.clone();
-        let echo = poem::endpoint::make(move |req: poem::Request| {
-            let counter = counter.clone();
-            async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                let header = |name: &str| {
-                    req.headers()
-                        .get(name)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned)
-                };
-                poem::web::Json(json!({
-                    "path": req.uri().path(),
-                    "host": header("host"),
-                    "forwarded_for": header("x-forwarded-for"),
-                    "user": header("x-websessions-user"),
-                    "session": header("x-websessions-session"),
-                    "superuser": header("x-websessions-superuser"),
-                    "assurance": header("x-websessions-assurance"),
-                    "reason": header("x-websessions-reason"),
-                }))
-            }
-        });
-        let listener = poem::listener::TcpListener::bind(format!("127.0.0.1:{port}"));
-        let task = tokio::spawn(async move {
-            let _ = poem::Server::new(listener).run(echo).await;
-        });
-        Self { port, hits, task }
-    }
-
-    fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Application {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// nginx, running `tests/gateway/nginx.conf` in a folder of its own.
-struct Nginx {
-    child: Child,
-    dir: tempfile::TempDir,
-    port: u16,
-    base: String,
-}
-
-impl Nginx {
-    async fn start(upstreams: &[u16], application: u16) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let servers: String = upstreams
-            .iter()
-            .map(|p| format!("server 127.0.0.1:{p} max_fails=0;\n        "))
-            .collect();
-        let config = TEMPLATE
-            .replace("${DIR}", &dir.path().display().to_string())
-            .replace("${WEBSESSIONS_SERVERS}", servers.trim_end())
-            .replace("${APPLICATION}", &format!("127.0.0.1:{application}"))
-            .replace("${LISTEN}", &format!("127.0.0.1:{port}"));
-        let path = dir.path().join("nginx.conf");
-        std::fs::write(&path, config).unwrap();
-        let child = Command::new(nginx_binary())
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let nginx = Self {
-            child,
-            dir,
-            port,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not start: {}",
-                nginx.errors()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        nginx
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn port(&self) -> u16 {
-        self.port
-    }
-
-    fn errors(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The address the tests' client sends from: not nginx's (127.0.0.1), so that what separates
-/// a client from its proxy is tested (SPEC section 9).
-const CLIENT: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
-
-/// Another client's address, an attacker's.
-const OTHER: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 9));
-
-/// An HTTP client sending from `address`, following no redirect.
-fn client_from(address: std::net::IpAddr) -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .local_address(address)
-        .build()
-        .unwrap()
-}
-
-/// Two websessions processes on one database, behind nginx (127.0.0.1, the only trusted
-/// proxy), in front of the application; the tests' client sends from `CLIENT`.
-pub(crate) struct Gateway {
-    servers: Vec<Server>,
-    settings: Vec<(String, String)>,
-    nginx: Nginx,
-    application: Application,
-    http: reqwest::Client,
-    db: Option<TestDb>,
-}
-
-impl Gateway {
-    pub(crate) async fn start(backend: Backend, settings: &[(&str, &str)]) -> Self {
-        let db = TestDb::new(backend).await;
-        let mut all = vec![("WEBSESSIONS_TRUSTED_PROXIES", "127.0.0.1/32")];
-        all.extend_from_slice(settings);
-        let settings: Vec<(String, String)> = all
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let mut servers = Vec::new();
-        for _ in 0..2 {
-            servers.push(Server::start_on(&db.url, &all, free_port()).await);
-        }
-        servers[0].create_user("alice", PASSWORD);
-        servers[0].create_superuser("root", PASSWORD);
-        let application = Application::start().await;
-        let ports: Vec<u16> = servers.iter().map(Server::port).collect();
-        let nginx = Nginx::start(&ports, application.port).await;
-        Self {
-            servers,
-            settings,
-            nginx,
-            application,
-            http: client_from(CLIENT),
-            db: Some(db),
-        }
-    }
-
-    /// Restarts server `n` on its port: SIGTERM, wait for it to finish its requests and
-    /// exit, start it again.
-    async fn restart(&mut self, n: usize) {
-        let url = self.db.as_ref().unwrap().url.clone();
-        let settings: Vec<(&str, &str)> = self
-            .settings
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let old = self.servers.remove(n);
-        let port = old.port();
-        let (status, logs) = old.stop().await;
-        assert_eq!(status.code(), Some(0), "{logs}");
-        self.servers
-            .insert(n, Server::start_on(&url, &settings, port).await);
-    }
-
-    /// The port nginx listens on (on loopback).
-    pub(crate) fn port(&self) -> u16 {
-        self.nginx.port()
-    }
-
-    /// Logs `name` in through nginx as a browser (a first login: no cookie).
-    async fn browser_login(&self, name: &str) -> String {
-        let resp = self
-            .http
-            .post(self.nginx.url("/v1/session/login"))
-            .json(&json!({"username": name, "password": PASSWORD}))
-            .send_checked()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
-        set_cookie(resp.headers()).unwrap().0
-    }
-
-    /// Whether `credential` (a cookie) is valid on server `n`, asked directly.
-    async fn valid_on(&self, n: usize, credential: &str) -> bool {
-        let resp = self
-            .http
-            .get(self.servers[n].url("/v1/session"))
-            .header("cookie", cookie_header(credential))
-            .send_checked()
-            .await
-            .unwrap();
-        resp.status() == StatusCode::OK
-    }
-
-    async fn valid_on_both(&self, credential: &str) -> [bool; 2] {
-        [
-            self.valid_on(0, credential).await,
-            self.valid_on(1, credential).await,
-        ]
-    }
-
-    /// The metrics of both processes, summed for `series`.
-    async fn sum(&self, series: &str) -> f64 {
-        let mut total = 0.0;
-        for server in &self.servers {
-            let text = self
-                .http
-                .get(server.url("/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            total += sample(&samples(&text), series);
-        }
-        total
-    }
-
-    fn logs(&self) -> String {
-        self.servers
-            .iter()
-            .map(Server::logs)
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        // The servers go first; the database is theirs.
-        self.servers.clear();
-        if let Some(db) = self.db.take() {
-            db.drop_blocking();
-        }
-    }
-}
-
-macro_rules! gateway {
-    (postgres: [$($pg:ident),* $(,)?], mysql: [$($my:ident),* $(,)?] $(,)?) => {
-        mod postgres { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            #[cfg_attr(
-                not(all(has_nginx, has_postgres)),
-                ignore = "set WEBSESSIONS_TEST_NGINX (an nginx binary) and WEBSESSIONS_TEST_POSTGRES_URL"
-            )]
-            async fn $pg() { super::$pg(websessions_infrastructure::testing::Backend::Postgres).await }
-        )* }
-        mod mysql { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            #[cfg_attr(
-                not(all(has_nginx, has_mysql)),
-                ignore = "set WEBSESSIONS_TEST_NGINX (an nginx binary) and WEBSESSIONS_TEST_MYSQL_URL"
-            )]
-            async fn $my() { super::$my(websessions_infrastructure::testing::Backend::Mysql).await }
-        )* }
-    };
-}
-
-gateway! {
-    postgres: [
+websessions_tests::on! {
+    postgres needs postgres, nginx: [
         the_gateway_protects_the_application_and_passes_the_identity,
         a_stolen_cookie_with_a_forged_forwarded_for_is_sent_to_sign_in,
         a_session_ended_through_one_process_is_refused_at_once_by_both,
@@ -324,14 +28,14 @@ gateway! {
         a_burst_of_wrong_guesses_over_both_processes_gets_threshold_verifications,
         housekeeping_in_both_processes_deletes_each_row_once,
         a_rolling_restart_under_load_through_nginx_fails_no_request,
-    ],
-    mysql: [
+    ];
+    mysql needs mysql, nginx: [
         the_gateway_protects_the_application_and_passes_the_identity,
         a_stolen_cookie_with_a_forged_forwarded_for_is_sent_to_sign_in,
         a_session_ended_through_one_process_is_refused_at_once_by_both,
         concurrent_browser_logins_over_both_processes_leave_one_valid_session,
         housekeeping_in_both_processes_deletes_each_row_once,
-    ],
+    ];
 }
 
 async fn the_gateway_protects_the_application_and_passes_the_identity(backend: Backend) {
@@ -628,33 +332,14 @@ async fn a_burst_of_wrong_guesses_over_both_processes_gets_threshold_verificatio
 ) {
     let gateway = Arc::new(Gateway::start(backend, &[]).await);
     let before = gateway.sum(BAD_CREDENTIALS).await;
-    let barrier = Arc::new(tokio::sync::Barrier::new(40));
-    let tasks: Vec<_> = (0..40)
-        .map(|n| {
-            let (gateway, barrier) = (gateway.clone(), barrier.clone());
-            tokio::spawn(async move {
-                // Half straight to each process, half through nginx's round robin.
-                let url = match n % 4 {
-                    0 => gateway.servers[0].url("/v1/session/login"),
-                    1 => gateway.servers[1].url("/v1/session/login"),
-                    _ => gateway.nginx.url("/v1/session/login"),
-                };
-                barrier.wait().await;
-                gateway
-                    .http
-                    .post(url)
-                    .json(&json!({"username": "alice", "password": "a wrong guess"}))
-                    .send_checked()
-                    .await
-                    .unwrap()
-                    .status()
-            })
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for task in tasks {
-        statuses.push(task.await.unwrap());
-    }
+    // Half straight to each process, half through nginx's round robin.
+    let urls = [
+        gateway.servers[0].url("/v1/session/login"),
+        gateway.servers[1].url("/v1/session/login"),
+        gateway.nginx.url("/v1/session/login"),
+        gateway.nginx.url("/v1/session/login"),
+    ];
+    let statuses = guesses(&gateway.http, &urls, 40).await;
     let refused = statuses
         .iter()
         .filter(|s| **s == StatusCode::UNAUTHORIZED)
@@ -780,64 +465,6 @@ async fn a_rolling_restart_under_load_through_nginx_fails_no_request(backend: Ba
         gateway.valid_on_both(&alice).await == [true, true],
         "the session survived the restarts"
     );
-}
-
-/// SPEC section 7: processes started together on a fresh database migrate once.
-#[tokio::test]
-#[cfg_attr(
-    not(has_postgres),
-    ignore = "set WEBSESSIONS_TEST_POSTGRES_URL to run on PostgreSQL"
-)]
-async fn two_processes_started_together_on_postgres_migrate_once() {
-    migrate_together(Backend::Postgres).await;
-}
-
-#[tokio::test]
-#[cfg_attr(
-    not(has_mysql),
-    ignore = "set WEBSESSIONS_TEST_MYSQL_URL to run on MySQL/MariaDB"
-)]
-async fn two_processes_started_together_on_mysql_migrate_once() {
-    migrate_together(Backend::Mysql).await;
-}
-
-async fn migrate_together(backend: Backend) {
-    use sea_orm::{ConnectionTrait, Statement};
-    for _ in 0..3 {
-        let db = TestDb::unmigrated(backend).await;
-        let children: Vec<_> = (0..2)
-            .map(|_| {
-                Command::new(env!("CARGO_BIN_EXE_websessions"))
-                    .arg("migrate")
-                    .env("WEBSESSIONS_DATABASE_URL", &db.url)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        for child in children {
-            let out = child.wait_with_output().unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let applied = db
-            .conn
-            .query_one_raw(Statement::from_string(
-                db.conn.get_database_backend(),
-                "SELECT COUNT(*) AS n FROM seaql_migrations",
-            ))
-            .await
-            .unwrap()
-            .unwrap()
-            .try_get::<i64>("", "n")
-            .unwrap();
-        assert_eq!(applied, 2, "each migration applied once");
-        db.drop().await;
-    }
 }
 
 /// The README shows operators the very file the gateway tests run.

@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use websessions_tests::Backend;
 
 use crate::contract::SendChecked;
 use crate::server::{Server, free_port};
-use crate::{PASSWORD, api_login, metrics, readiness};
+use crate::support::{PASSWORD, api_login, metrics, readiness};
 
 /// The wait the servers here run with: longer than the restarts, shorter than the stop.
 const WAIT: Duration = Duration::from_secs(4);
@@ -26,10 +27,21 @@ const RESTART_DOWN: Duration = Duration::from_millis(1500);
 /// How long the database is down in the outage: well past the wait.
 const OUTAGE_DOWN: Duration = Duration::from_secs(8);
 
+/// The database server a test runs of its own: PostgreSQL, or MariaDB for MySQL.
 #[derive(Clone, Copy, Debug)]
 enum Engine {
     Postgres,
     Mariadb,
+}
+
+impl Engine {
+    fn of(backend: Backend) -> Self {
+        match backend {
+            Backend::Postgres => Self::Postgres,
+            Backend::Mysql => Self::Mariadb,
+            Backend::Sqlite => unreachable!("SQLite has no server to restart"),
+        }
+    }
 }
 
 /// A database server this test owns: created, stopped, started and removed by it.
@@ -337,7 +349,8 @@ async fn bounce(db: OwnDatabase, down: Duration) -> (OwnDatabase, Instant, Insta
 /// Under a steady load of recognitions (6 clients) and logins (1 client), the database is
 /// restarted (down for 1.5 s, shorter than the 4 s wait): every recognition answers 200, and
 /// every login 200 or, when its COMMIT's answer was lost, 503 with `Retry-After: 1`.
-async fn a_database_restart_fails_no_recognition(engine: Engine) {
+async fn a_database_restart_fails_no_recognition(backend: Backend) {
+    let engine = Engine::of(backend);
     let (db, server, credentials) = serving(engine).await;
     let stop = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = credentials
@@ -417,7 +430,8 @@ async fn a_database_restart_fails_no_recognition(engine: Engine) {
 /// With the database down for longer than the wait, requests answer 503 with `Retry-After`
 /// once the wait has passed (not at once, and not never), readiness says 503 meanwhile, and
 /// the service recovers by itself when the database is back.
-async fn a_database_down_past_the_wait_is_503_and_the_service_recovers(engine: Engine) {
+async fn a_database_down_past_the_wait_is_503_and_the_service_recovers(backend: Backend) {
+    let engine = Engine::of(backend);
     let (mut db, server, credentials) = serving(engine).await;
     db = tokio::task::spawn_blocking(move || {
         db.stop();
@@ -491,28 +505,13 @@ async fn a_database_down_past_the_wait_is_503_and_the_service_recovers(engine: E
     drop(db);
 }
 
-macro_rules! restart_tests {
-    ($($name:ident),* $(,)?) => {
-        mod postgres { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            #[cfg_attr(
-                not(has_pg_bin),
-                ignore = "set WEBSESSIONS_TEST_PG_BIN to PostgreSQL's bin directory to run"
-            )]
-            async fn $name() { super::$name(super::Engine::Postgres).await }
-        )* }
-        mod mariadb { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            #[cfg_attr(
-                not(has_mariadbd),
-                ignore = "set WEBSESSIONS_TEST_MARIADBD to a mariadbd binary to run"
-            )]
-            async fn $name() { super::$name(super::Engine::Mariadb).await }
-        )* }
-    };
+websessions_tests::on! {
+    postgres needs pg_bin: [
+        a_database_restart_fails_no_recognition,
+        a_database_down_past_the_wait_is_503_and_the_service_recovers,
+    ];
+    mysql as mariadb needs mariadbd: [
+        a_database_restart_fails_no_recognition,
+        a_database_down_past_the_wait_is_503_and_the_service_recovers,
+    ];
 }
-
-restart_tests!(
-    a_database_restart_fails_no_recognition,
-    a_database_down_past_the_wait_is_503_and_the_service_recovers,
-);

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::header::HeaderMap;
-use websessions_infrastructure::testing::{Backend, TestDb};
+use websessions_tests::{Backend, TestDb};
 
 pub const COOKIE: &str = "__Host-websession";
 

@@ -9,10 +9,19 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use websessions_infrastructure::testing::Backend;
+use websessions_tests::Backend;
 
-use crate::PASSWORD;
 use crate::server::Server;
+use crate::support::PASSWORD;
+
+websessions_tests::on! {
+    sqlite needs python: [
+        a_client_generated_from_the_document_runs_the_whole_lifecycle,
+        schemathesis_finds_nothing_without_credentials,
+        schemathesis_finds_nothing_as_a_superuser,
+    ];
+    sqlite as document needs redocly: [redocly_finds_no_error_in_the_document];
+}
 
 fn python() -> String {
     std::env::var("WEBSESSIONS_TEST_PYTHON")
@@ -33,17 +42,12 @@ fn run(command: &mut Command, what: &str) {
     assert!(out.status.success(), "{what} failed:\n{text}");
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(has_contract_tools),
-    ignore = "set WEBSESSIONS_TEST_PYTHON to a Python with tests/contract/requirements.txt"
-)]
-async fn a_client_generated_from_the_document_runs_the_whole_lifecycle() {
+async fn a_client_generated_from_the_document_runs_the_whole_lifecycle(backend: Backend) {
     let settings = [
         ("WEBSESSIONS_COOKIE_NAME", "websession"),
         ("WEBSESSIONS_COOKIE_SECURE", "false"),
     ];
-    let server = Server::start(Backend::Sqlite, &settings).await;
+    let server = Server::start(backend, &settings).await;
     server.create_superuser("root", PASSWORD);
     let out = tempfile::tempdir().unwrap();
     run(
@@ -91,33 +95,18 @@ fn schemathesis(server: &Server, superuser: bool) {
     run(&mut command, "schemathesis");
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(has_contract_tools),
-    ignore = "set WEBSESSIONS_TEST_PYTHON to a Python with tests/contract/requirements.txt"
-)]
-async fn schemathesis_finds_nothing_without_credentials() {
-    let server = Server::start(Backend::Sqlite, &[]).await;
+async fn schemathesis_finds_nothing_without_credentials(backend: Backend) {
+    let server = Server::start(backend, &[]).await;
     schemathesis(&server, false);
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(has_contract_tools),
-    ignore = "set WEBSESSIONS_TEST_PYTHON to a Python with tests/contract/requirements.txt"
-)]
-async fn schemathesis_finds_nothing_as_a_superuser() {
-    let server = Server::start(Backend::Sqlite, &[]).await;
+async fn schemathesis_finds_nothing_as_a_superuser(backend: Backend) {
+    let server = Server::start(backend, &[]).await;
     schemathesis(&server, true);
 }
 
 /// Redocly's recommended ruleset (its default without a configuration file): no error.
-#[test]
-#[cfg_attr(
-    not(has_redocly),
-    ignore = "set WEBSESSIONS_TEST_REDOCLY to the redocly of tests/contract/package.json"
-)]
-fn redocly_finds_no_error_in_the_document() {
+async fn redocly_finds_no_error_in_the_document(_backend: Backend) {
     let redocly = std::env::var("WEBSESSIONS_TEST_REDOCLY").expect("WEBSESSIONS_TEST_REDOCLY");
     run(
         Command::new(redocly)

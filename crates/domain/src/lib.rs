@@ -10,6 +10,8 @@
 pub mod admin;
 pub mod credential;
 pub mod error;
+#[cfg(any(test, feature = "mocks"))]
+pub mod fixtures;
 pub mod holder;
 pub mod me;
 pub mod model;

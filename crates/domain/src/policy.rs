@@ -301,8 +301,6 @@ impl Default for LockoutPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::credential::Token;
-    use crate::value::{ClientIp, SessionId, SessionKind};
     use time::macros::datetime;
 
     const NOW: OffsetDateTime = datetime!(2026-01-01 12:00 UTC);
@@ -313,14 +311,9 @@ mod tests {
         last_activity_at: OffsetDateTime,
     ) -> SessionRecord {
         SessionRecord {
-            id: SessionId::new(1).unwrap(),
-            token_hash: Token::from_bytes(vec![1; 16]).hash(),
-            ip_address: ClientIp::new("192.0.2.1".parse().unwrap()),
-            kind: SessionKind::Browser,
-            user: None,
-            created_at,
             authenticated_at,
             last_activity_at,
+            ..crate::fixtures::session(1, 1, created_at)
         }
     }
 

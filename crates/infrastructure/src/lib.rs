@@ -16,8 +16,6 @@ mod lockouts;
 mod patience;
 mod sessions;
 mod system;
-#[cfg(feature = "testing")]
-pub mod testing;
 mod users;
 
 pub use accounts::SeaAccounts;

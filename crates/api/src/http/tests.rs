@@ -9,14 +9,14 @@ use poem::test::{TestClient, TestResponse};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 use websessions_domain::admin::MockSessionAdmin;
+use websessions_domain::fixtures;
 use websessions_domain::holder::MockSessionHolder;
 use websessions_domain::me::MockSelfService;
 use websessions_domain::users::MockUserAdmin;
 use websessions_domain::{
-    AccessError, ChangePasswordError, ClientIp, Credential, InfraError, Issued, LoginError,
-    LoginPass, LoginRequired, Page, PasswordPolicyError, RateLimited, RetryAfter, Saturated,
-    SessionData, SessionId, SessionKind, SessionPolicy, SessionRecord, SessionUser, Superuser,
-    Token, TokenLength, UserId, Username,
+    AccessError, ChangePasswordError, Credential, InfraError, Issued, LoginError, LoginPass,
+    LoginRequired, Page, PasswordPolicyError, RateLimited, RetryAfter, Saturated, SessionData,
+    SessionId, SessionKind, SessionPolicy, SessionRecord, Superuser, Token, TokenLength,
 };
 
 use super::{Context, CookieSettings, EdgeSettings, Readiness, SameSite, app, openapi};
@@ -90,18 +90,10 @@ fn credential(id: i64, n: u8) -> Credential {
 
 fn record(id: i64, user: Option<&str>, kind: SessionKind) -> SessionRecord {
     SessionRecord {
-        id: SessionId::new(id).unwrap(),
-        token_hash: Token::from_bytes(vec![1; 16]).hash(),
-        ip_address: ClientIp::new("192.0.2.1".parse().unwrap()),
         kind,
-        user: user.map(|name| SessionUser {
-            id: UserId(1),
-            username: Username::parse(name).unwrap(),
-            superuser: false,
-        }),
-        created_at: NOW,
+        user: user.map(|name| fixtures::user(1, name, false)),
         authenticated_at: user.map(|_| NOW),
-        last_activity_at: NOW,
+        ..fixtures::session(id, 1, NOW)
     }
 }
 

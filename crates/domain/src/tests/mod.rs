@@ -22,19 +22,13 @@ use crate::ports::{
 };
 use crate::service::{Ports, Presented, Sessions};
 use crate::{
-    ClientIp, Credential, LockoutPolicy, PasswordHash, SessionId, SessionKind, SessionPolicy,
-    SessionRecord, SessionUser, Token, TokenHash, User, UserId, Username,
+    Credential, LockoutPolicy, PasswordHash, SessionId, SessionKind, SessionPolicy, SessionRecord,
+    SessionUser, TokenHash, User, UserId, Username,
 };
 
 pub(crate) const NOW: OffsetDateTime = datetime!(2026-01-01 12:00 UTC);
 
-pub(crate) fn ip(text: &str) -> ClientIp {
-    ClientIp::new(text.parse().unwrap())
-}
-
-pub(crate) fn token(n: u8) -> Token {
-    Token::from_bytes(vec![n; 16])
-}
+pub(crate) use crate::fixtures::{ip, token};
 
 pub(crate) fn sid(id: i64) -> SessionId {
     SessionId::new(id).unwrap()
@@ -78,14 +72,8 @@ pub(crate) fn as_session_user(user: &User) -> SessionUser {
 /// A live anonymous browser session whose token is `token(n)`, last active `idle` ago.
 pub(crate) fn session(id: i64, n: u8, idle: Duration) -> SessionRecord {
     SessionRecord {
-        id: sid(id),
-        token_hash: token(n).hash(),
-        ip_address: ip("192.0.2.1"),
-        kind: SessionKind::Browser,
-        user: None,
-        created_at: NOW - Duration::hours(1),
-        authenticated_at: None,
         last_activity_at: NOW - idle,
+        ..crate::fixtures::session(id, n, NOW - Duration::hours(1))
     }
 }
 

@@ -1,6 +1,6 @@
 //! Reports which test backends and tools this build was configured for, so that tests of a
 //! backend or tool that is missing are reported as ignored (with the variable to set), never
-//! as passed.
+//! as passed: the one build script of the tests, read by `on!`'s gates (`src/lib.rs`).
 
 fn main() {
     for (cfg, var) in [

@@ -1,20 +1,16 @@
-//! Fresh databases for tests (feature `testing`, for dev-dependencies only): a temporary
-//! SQLite file always; a new PostgreSQL or MySQL database under the server URL in
-//! `WEBSESSIONS_TEST_POSTGRES_URL` / `WEBSESSIONS_TEST_MYSQL_URL`. Tests of a backend whose
-//! variable was not set when they were built are marked ignored (see `build.rs` of the crates
-//! that run them); a set URL whose server is unreachable fails the test. MySQL databases are
-//! created with a latin1 default character set, the hardest server default the migrations
-//! must overcome (SPEC section 7).
-
-// Test support: a failed set-up is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Fresh databases for tests: a temporary SQLite file always; a new PostgreSQL or MySQL
+//! database under the server URL in `WEBSESSIONS_TEST_POSTGRES_URL` /
+//! `WEBSESSIONS_TEST_MYSQL_URL`. Tests of a backend whose variable was not set when they were
+//! built are marked ignored (`on!`); a set URL whose server is unreachable fails the test.
+//! MySQL databases are created with a latin1 default character set, the hardest server default
+//! the migrations must overcome (SPEC section 7).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 
-use crate::{PoolOptions, Store, connect, migrate};
+use websessions_infrastructure::{PoolOptions, Store, connect, migrate};
 
 /// A migrated, empty database that exists for one test.
 #[derive(Debug)]

@@ -1,6 +1,6 @@
 //! The storage contract: every repository method, and the promises that only hold when the
 //! database holds them under concurrency (R3, R5d, R5e, R8, R9), written once and run on
-//! SQLite, PostgreSQL and MySQL/MariaDB (see `testing`). The attacks race real tasks released
+//! SQLite, PostgreSQL and MySQL/MariaDB (see `websessions_tests::db`). The attacks race real tasks released
 //! together, and assert exactly what the rule says.
 
 // Test code: a failed unwrap is a failed test.
@@ -14,6 +14,7 @@ use sea_orm::ConnectionTrait;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 use tokio::sync::Barrier;
+use websessions_domain::fixtures::{self, token};
 use websessions_domain::ports::{
     AccountStore, Clock, Created, Expect, HashTicket, LockoutRepository, NewSession, NewUser,
     NoEvents, PasswordHasher, SessionRepository, Sweep, Target, UserRepository, UserSessions,
@@ -21,36 +22,20 @@ use websessions_domain::ports::{
 use websessions_domain::{
     Attempt, ClientIp, Counted, Cutoffs, InfraError, LockoutPolicy, LoginAttempt, LoginError,
     Password, PasswordHash, Ports, Presented, Saturated, SessionData, SessionHolder, SessionId,
-    SessionKind, SessionPolicy, SessionQuery, Sessions, Superuser, Token, TokenHash, User,
-    UserAdmin, UserId, Username,
+    SessionKind, SessionPolicy, SessionQuery, Sessions, Superuser, TokenHash, User, UserAdmin,
+    UserId, Username,
 };
 use websessions_infrastructure::Store;
 use websessions_infrastructure::{
     AddressLimits, Argon2Hasher, OsTokens, SeaAccounts, SeaLockouts, SeaSessions, SeaUsers,
 };
+use websessions_tests::{Backend, TestDb};
 
 const NOW: OffsetDateTime = datetime!(2026-03-01 09:00 UTC);
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { crate::run(websessions_infrastructure::testing::Backend::Sqlite, crate::$name).await }
-        )* }
-        mod postgres { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            #[cfg_attr(not(has_postgres), ignore = "set WEBSESSIONS_TEST_POSTGRES_URL to run on PostgreSQL")]
-            async fn $name() { crate::run(websessions_infrastructure::testing::Backend::Postgres, crate::$name).await }
-        )* }
-        mod mysql { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            #[cfg_attr(not(has_mysql), ignore = "set WEBSESSIONS_TEST_MYSQL_URL to run on MySQL/MariaDB")]
-            async fn $name() { crate::run(websessions_infrastructure::testing::Backend::Mysql, crate::$name).await }
-        )* }
-    };
-}
-
-contract!(
+websessions_tests::on! {
+    with run;
+    every backend: [
     created_session_is_found_anonymous_with_its_fields,
     unknown_session_id_is_not_found,
     r2_the_translation_admits_exactly_what_the_domain_admits,
@@ -80,14 +65,15 @@ contract!(
     r5d_logins_racing_an_operator_leave_no_valid_session_and_no_error,
     clearing_removes_failures_and_lock,
     r8_purge_deletes_expired_locks_and_failures_of_names_without_an_account,
-);
+    ];
+}
 
-async fn run<F, Fut>(backend: websessions_infrastructure::testing::Backend, test: F)
+async fn run<F, Fut>(backend: Backend, test: F)
 where
     F: FnOnce(Store) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let db = websessions_infrastructure::testing::TestDb::new(backend).await;
+    let db = TestDb::new(backend).await;
     test(db.store.clone()).await;
     db.drop().await;
 }
@@ -95,11 +81,7 @@ where
 // ---- helpers ----
 
 fn ip() -> ClientIp {
-    ClientIp::new("203.0.113.5".parse().unwrap())
-}
-
-fn token(n: u8) -> Token {
-    Token::from_bytes(vec![n; 16])
+    fixtures::ip("203.0.113.5")
 }
 
 fn hash(n: u8) -> TokenHash {

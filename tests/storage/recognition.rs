@@ -15,7 +15,7 @@ use time::macros::datetime;
 use websessions_domain::ports::{NewSession, SessionRepository, Target};
 use websessions_domain::{ClientIp, SessionId, SessionKind, SessionPolicy, Token};
 use websessions_infrastructure::SeaSessions;
-use websessions_infrastructure::testing::{Backend, TestDb};
+use websessions_tests::{Backend, TestDb};
 
 const NOW: OffsetDateTime = datetime!(2026-03-01 09:00 UTC);
 
@@ -66,67 +66,24 @@ async fn end_connections(db: &TestDb, backend: Backend) {
     }
 }
 
-macro_rules! on_servers {
-    ($($name:ident),* $(,)?) => {
-        mod postgres { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            #[cfg_attr(not(has_postgres), ignore = "set WEBSESSIONS_TEST_POSTGRES_URL to run on PostgreSQL")]
-            async fn $name() { crate::$name(websessions_infrastructure::testing::Backend::Postgres).await }
-        )* }
-        mod mysql { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            #[cfg_attr(not(has_mysql), ignore = "set WEBSESSIONS_TEST_MYSQL_URL to run on MySQL/MariaDB")]
-            async fn $name() { crate::$name(websessions_infrastructure::testing::Backend::Mysql).await }
-        )* }
-    };
+websessions_tests::on! {
+    sqlite: [concurrent_reads_each_get_their_own_row];
+    postgres needs postgres: [
+        concurrent_reads_each_get_their_own_row,
+        r9_a_clearing_whose_commit_answer_was_lost_is_never_replayed,
+        recognition_survives_the_server_ending_its_kept_connections,
+        a_recognition_cancelled_mid_statement_never_hands_its_answer_to_the_next,
+        a_hung_database_costs_each_batched_read_no_more_than_the_wait,
+    ];
+    mysql needs mysql: [
+        concurrent_reads_each_get_their_own_row,
+        r9_a_clearing_whose_commit_answer_was_lost_is_never_replayed,
+        recognition_survives_the_server_ending_its_kept_connections,
+        a_recognition_cancelled_mid_statement_never_hands_its_answer_to_the_next,
+        a_hung_database_costs_each_batched_read_no_more_than_the_wait,
+    ];
 }
 
-on_servers!(
-    r9_a_clearing_whose_commit_answer_was_lost_is_never_replayed,
-    recognition_survives_the_server_ending_its_kept_connections,
-    a_recognition_cancelled_mid_statement_never_hands_its_answer_to_the_next,
-    a_hung_database_costs_each_batched_read_no_more_than_the_wait,
-);
-
-mod sqlite {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_reads_each_get_their_own_row() {
-        crate::concurrent_reads_each_get_their_own_row(
-            websessions_infrastructure::testing::Backend::Sqlite,
-        )
-        .await
-    }
-}
-
-mod servers {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(
-        not(has_postgres),
-        ignore = "set WEBSESSIONS_TEST_POSTGRES_URL to run on PostgreSQL"
-    )]
-    async fn concurrent_reads_each_get_their_own_row_on_postgres() {
-        crate::concurrent_reads_each_get_their_own_row(
-            websessions_infrastructure::testing::Backend::Postgres,
-        )
-        .await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(
-        not(has_mysql),
-        ignore = "set WEBSESSIONS_TEST_MYSQL_URL to run on MySQL/MariaDB"
-    )]
-    async fn concurrent_reads_each_get_their_own_row_on_mysql() {
-        crate::concurrent_reads_each_get_their_own_row(
-            websessions_infrastructure::testing::Backend::Mysql,
-        )
-        .await
-    }
-}
-
-/// Reads sent together (up to 32 in one statement) must each come back with their own row:
-/// 600 concurrent reads over 40 sessions and 8 ids that do not exist, some of them given up
-/// half-way, as a client that goes away would.
 async fn concurrent_reads_each_get_their_own_row(backend: Backend) {
     let db = TestDb::new(backend).await;
     let repo = SeaSessions::new(db.store.clone()).unwrap();
