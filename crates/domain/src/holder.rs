@@ -276,7 +276,9 @@ pub(crate) fn locked(now: OffsetDateTime, until: OffsetDateTime) -> (OffsetDateT
 
 #[async_trait]
 impl SessionHolder for Sessions {
-    #[tracing::instrument(level = "debug", skip_all)]
+    // The hot path (recognition): no span of its own, since an instrumented future costs a
+    // poll wrapper and its size on every request even with spans off; the request's span
+    // and the batched read's cover it.
     async fn recognise(&self, presented: &Presented) -> Result<Option<SessionRecord>, InfraError> {
         let now = self.ports.clock.now();
         let proven = self.recognise_at(presented, now).await?;

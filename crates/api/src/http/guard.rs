@@ -103,14 +103,18 @@ pub(super) async fn guard<E: Endpoint>(
         req.set_method(Method::GET);
     }
     let carrier = edge::carrier(&req, &edge);
-    let mut response = async {
+    let work = async {
         match admit(&mut req, &edge, &path).await {
             Err(refused) => refused.refusal().into_response(),
             Ok(()) => respond(endpoint.as_ref(), req).await,
         }
-    }
-    .instrument(span.clone())
-    .await;
+    };
+    // Only a span that is on wraps the work: a wrapper costs every request even when off.
+    let mut response = if span.is_disabled() {
+        work.await
+    } else {
+        work.instrument(span.clone()).await
+    };
     if response.data::<SessionRefused>().is_some()
         && carrier == Carrier::Cookie
         && let Ok(clear) = HeaderValue::try_from(edge::clear_cookie(&edge.cookie))

@@ -7,10 +7,10 @@
 use std::fmt;
 
 use poem::Request;
-use poem::http::HeaderValue;
+use poem::http::{HeaderName, HeaderValue};
 
 /// The header both ways.
-pub const TRACEPARENT: &str = "traceparent";
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// A trace's id: 128 bits, never zero, written as 32 lower-case hex digits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

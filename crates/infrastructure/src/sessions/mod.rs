@@ -88,18 +88,24 @@ impl SessionRepository for SeaSessions {
         inserted(id)
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
+    // The hot path (recognition): no span of its own, since an instrumented future costs a
+    // poll wrapper and its size on every request even with spans off; the request's span
+    // and the batched read's cover it.
     async fn find(&self, id: SessionId) -> Result<Option<SessionRecord>, InfraError> {
         let row = self.hot_path.find(id).await?;
         row.map(SessionRow::into_record).transpose()
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(id = %target.id))]
+    // The hot path (recognition): no span of its own, since an instrumented future costs a
+    // poll wrapper and its size on every request even with spans off; the request's span
+    // and the batched read's cover it.
     async fn touch(&self, target: &Target, now: OffsetDateTime) -> Result<bool, InfraError> {
         self.hot_path.touch(target, now).await
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(id = %target.id))]
+    // The hot path (recognition): no span of its own, since an instrumented future costs a
+    // poll wrapper and its size on every request even with spans off; the request's span
+    // and the batched read's cover it.
     async fn touch_and_find(
         &self,
         target: &Target,
