@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_create_schema;
 mod m20261127_000001_harden;
+mod m20261208_000001_provisional_locks;
 
 /// Applies the migrations in order.
 #[derive(Debug)]
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_create_schema::Migration),
             Box::new(m20261127_000001_harden::Migration),
+            Box::new(m20261208_000001_provisional_locks::Migration),
         ]
     }
 }

@@ -16,6 +16,11 @@ websessions_tests::on! {
         r9_a_burst_of_40_wrong_guesses_gets_at_most_10_verifications,
         r9_a_burst_over_one_http2_connection_gets_at_most_10_verifications,
         r5d_logins_looping_while_an_operator_acts_leave_no_valid_session_and_no_5xx,
+        r9_40_concurrent_logins_with_the_right_password_all_succeed,
+        r9_39_wrong_and_1_right_get_at_most_threshold_verifications_per_lock,
+    ];
+    postgres as two_processes needs postgres: [
+        r9_40_concurrent_right_passwords_over_two_processes_all_succeed,
     ];
 }
 
@@ -179,4 +184,72 @@ async fn r5d_logins_looping_while_an_operator_acts_leave_no_valid_session_and_no
         "{}",
         server.logs()
     );
+}
+
+/// R9's provisional locks: the tenth of 40 concurrent logins with the right password starts a
+/// lock, which the others wait on instead of being refused; its password verifies, the lock
+/// goes, and they are counted afresh. Every one logs in (browsers and API clients alike), and
+/// the lock is never seen from outside.
+async fn r9_40_concurrent_logins_with_the_right_password_all_succeed(backend: Backend) {
+    let server = with_alice(backend).await;
+    let attempts: Vec<(&str, &str)> = (0..40)
+        .map(|n| (PASSWORD, if n % 2 == 0 { "browser" } else { "api" }))
+        .collect();
+    let http = reqwest::Client::new();
+    let statuses = logins_together(&http, &[server.url("/v1/session/login")], &attempts).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    let after = metrics(&server).await;
+    assert_eq!(
+        sample(&after, "websessions_logins_total{result=\"success\"}"),
+        40.0
+    );
+    assert_eq!(
+        sample(&after, "websessions_logins_total{result=\"locked\"}"),
+        0.0
+    );
+}
+
+/// The same over two processes on one database: the provisional lock is the database's, so a
+/// process waits for the other's verification.
+async fn r9_40_concurrent_right_passwords_over_two_processes_all_succeed(backend: Backend) {
+    let first = with_alice(backend).await;
+    let second = Server::start_on(&first.db().url, &[], crate::server::free_port()).await;
+    let attempts = vec![(PASSWORD, "api"); 40];
+    let urls = [
+        first.url("/v1/session/login"),
+        second.url("/v1/session/login"),
+    ];
+    let statuses = logins_together(&reqwest::Client::new(), &urls, &attempts).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+}
+
+/// 39 wrong passwords and one right, together, threshold 10: between two verified passwords no
+/// more than `threshold` guesses are verified. Where the right one falls decides the rest:
+/// counted before the tenth, it logs in and the tenth's lock stands (9 wrong verified); the
+/// tenth itself, it removes its lock and the others are counted afresh up to a new lock (9 and
+/// then 10 wrong verified); after the lock, it is refused with the rest (10 wrong verified).
+async fn r9_39_wrong_and_1_right_get_at_most_threshold_verifications_per_lock(backend: Backend) {
+    let server = with_alice(backend).await;
+    let mut attempts = vec![("a wrong guess", "api"); 39];
+    attempts.insert(17, (PASSWORD, "api"));
+    let http = reqwest::Client::new();
+    let statuses = logins_together(&http, &[server.url("/v1/session/login")], &attempts).await;
+    let count = |status| statuses.iter().filter(|s| **s == status).count();
+    let outcome = (
+        count(StatusCode::UNAUTHORIZED),
+        count(StatusCode::OK),
+        count(StatusCode::LOCKED),
+    );
+    assert!(
+        [(9, 1, 30), (19, 1, 20), (10, 0, 30)].contains(&outcome),
+        "(401, 200, 423) = {outcome:?}: {statuses:?}"
+    );
+    let after = metrics(&server).await;
+    assert_eq!(sample(&after, BAD_CREDENTIALS), outcome.0 as f64);
 }

@@ -45,6 +45,11 @@ impl Server {
     }
 
     /// The port the server listens on.
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

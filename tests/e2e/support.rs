@@ -195,17 +195,29 @@ pub(crate) async fn guesses(
     urls: &[String],
     count: usize,
 ) -> Vec<StatusCode> {
-    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(count));
-    let tasks: Vec<_> = (0..count)
-        .map(|n| {
+    let attempts = vec![("a wrong guess", "api"); count];
+    logins_together(http, urls, &attempts).await
+}
+
+/// Logins of alice, one per `(password, client)` of `attempts`, released together, sent round
+/// robin to `urls`; each one's status, in `attempts`' order.
+pub(crate) async fn logins_together(
+    http: &reqwest::Client,
+    urls: &[String],
+    attempts: &[(&str, &str)],
+) -> Vec<StatusCode> {
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(attempts.len()));
+    let tasks: Vec<_> = attempts
+        .iter()
+        .enumerate()
+        .map(|(n, (password, client))| {
             let (http, barrier) = (http.clone(), barrier.clone());
             let url = urls[n % urls.len()].clone();
+            let body = json!({"username": "alice", "password": password, "client": client});
             tokio::spawn(async move {
                 barrier.wait().await;
                 http.post(url)
-                    .json(
-                        &json!({"username": "alice", "password": "a wrong guess", "client": "api"}),
-                    )
+                    .json(&body)
                     .send_checked()
                     .await
                     .unwrap()

@@ -28,6 +28,7 @@ use websessions_domain::{
 use websessions_infrastructure::Store;
 use websessions_infrastructure::{
     AddressLimits, Argon2Hasher, OsTokens, SeaAccounts, SeaLockouts, SeaSessions, SeaUsers,
+    TokioTimer,
 };
 use websessions_tests::{Backend, TestDb};
 
@@ -922,6 +923,7 @@ fn service(db: &Store, lockout: LockoutPolicy) -> (Arc<Sessions>, Arc<CountingHa
         hasher: hasher.clone(),
         tokens: Arc::new(OsTokens),
         clock: Arc::new(FixedClock),
+        timer: Arc::new(TokioTimer),
         limits: Arc::new(AddressLimits::new(None, None)),
         events: Arc::new(NoEvents),
     };
@@ -1064,10 +1066,8 @@ async fn r9_a_burst_of_attempts_is_counted_up_to_the_lock_and_no_further(db: Sto
                 counts.push(counted.failure_count);
                 locks.extend(counted.started_lock);
             }
-            Attempt::Locked { until } => {
-                assert_eq!(until, NOW + Duration::minutes(10));
-                refused += 1;
-            }
+            Attempt::Locked { .. } => panic!("the lock is provisional while it is verified"),
+            Attempt::Provisional => refused += 1,
         }
     }
     counts.sort_unstable();
@@ -1080,6 +1080,42 @@ async fn r9_a_burst_of_attempts_is_counted_up_to_the_lock_and_no_further(db: Sto
     assert_eq!(refused, 30);
     let state = repo.state(&username("alice"), NOW).await.unwrap();
     assert_eq!(state.failure_count, 10);
+    assert!(state.provisional);
+    // Its attempt's password did not verify: the lock stands, and refuses outright.
+    let started = Counted {
+        failure_count: 10,
+        started_lock: Some(NOW + Duration::minutes(10)),
+    };
+    repo.confirm(&username("alice"), started).await.unwrap();
+    assert!(
+        !repo
+            .state(&username("alice"), NOW)
+            .await
+            .unwrap()
+            .provisional
+    );
+    assert_eq!(
+        repo.attempt(&username("alice"), NOW, policy(10))
+            .await
+            .unwrap(),
+        Attempt::Locked {
+            until: NOW + Duration::minutes(10)
+        }
+    );
+    // The lease of a lock whose verifier never answered lapses: the lock stands.
+    let later = NOW + LockoutPolicy::LEASE + Duration::SECOND;
+    let bob = username("bob");
+    for _ in 0..10 {
+        repo.attempt(&bob, NOW, policy(10)).await.unwrap();
+    }
+    assert_eq!(
+        repo.attempt(&bob, NOW, policy(10)).await.unwrap(),
+        Attempt::Provisional
+    );
+    assert!(matches!(
+        repo.attempt(&bob, later, policy(10)).await.unwrap(),
+        Attempt::Locked { .. }
+    ));
 }
 
 async fn r9_a_verified_password_removes_only_the_lock_its_own_count_started(db: Store) {

@@ -117,6 +117,24 @@ pub struct ConfigArgs {
     #[arg(long, env = "WEBSESSIONS_MAX_PENDING_HASHES", default_value = "64", global = true,
         value_parser = whole::<usize>(1, 100_000))]
     pub max_pending_hashes: usize,
+    /// How long a request's head may take to arrive, from its first byte (R16; 1 s to 300 s).
+    #[arg(long, env = "WEBSESSIONS_HEADER_TIMEOUT", default_value = "10s", global = true,
+        value_parser = duration_between(Duration::SECOND, Duration::seconds(300)))]
+    pub header_timeout: Duration,
+    /// How long a request's body may take to arrive, from its head (R16; 1 s to 300 s).
+    #[arg(long, env = "WEBSESSIONS_BODY_TIMEOUT", default_value = "10s", global = true,
+        value_parser = duration_between(Duration::SECOND, Duration::seconds(300)))]
+    pub body_timeout: Duration,
+    /// How long a connection may stay open with no request (R16; from the header timeout to
+    /// 1 h).
+    #[arg(long, env = "WEBSESSIONS_IDLE_CONNECTION_TIMEOUT", default_value = "60s",
+        global = true, value_parser = duration_between(Duration::SECOND, Duration::HOUR))]
+    pub idle_connection_timeout: Duration,
+    /// Open connections at most (R16; 1 to 1000000). Unset: 10000, or fewer where the
+    /// open-file limit allows fewer.
+    #[arg(long, env = "WEBSESSIONS_MAX_CONNECTIONS", global = true,
+        value_parser = whole::<usize>(1, 1_000_000))]
+    pub max_connections: Option<usize>,
     /// Whether the sign-in and account pages are served (`/login`, `/account`).
     #[arg(long, env = "WEBSESSIONS_PORTAL", default_value = "true", global = true,
         value_parser = boolean, action = ArgAction::Set)]
@@ -300,6 +318,17 @@ pub struct Config {
     pub limits: Limits,
     pub max_pending_hashes: usize,
     pub portal: bool,
+    pub edge: EdgeBounds,
+}
+
+/// R16's bounds on every connection, as configured; `max_connections` unset is the open-file
+/// limit's to decide (`server`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EdgeBounds {
+    pub header_timeout: StdDuration,
+    pub body_timeout: StdDuration,
+    pub idle_connection_timeout: StdDuration,
+    pub max_connections: Option<usize>,
 }
 
 impl ConfigArgs {
@@ -334,6 +363,12 @@ impl ConfigArgs {
                  cookie); set WEBSESSIONS_COOKIE_NAME too",
             ));
         }
+        if self.idle_connection_timeout < self.header_timeout {
+            return Err(refused(
+                "idle_connection_timeout",
+                "must be at least the header timeout (WEBSESSIONS_HEADER_TIMEOUT)",
+            ));
+        }
         Ok(Config {
             database_url: self.database_url.clone(),
             database_max_connections: self.database_max_connections,
@@ -356,6 +391,12 @@ impl ConfigArgs {
             },
             max_pending_hashes: self.max_pending_hashes,
             portal: self.portal,
+            edge: EdgeBounds {
+                header_timeout: self.header_timeout.unsigned_abs(),
+                body_timeout: self.body_timeout.unsigned_abs(),
+                idle_connection_timeout: self.idle_connection_timeout.unsigned_abs(),
+                max_connections: self.max_connections,
+            },
         })
     }
 }

@@ -6,4 +6,5 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod server;
 pub mod telemetry;

@@ -8,17 +8,16 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use async_trait::async_trait;
-use poem::Server;
-use poem::listener::TcpListener;
 use websessions_api::cli::{Cli, Command, UserCommand};
-use websessions_api::config::{self, Config, Rejected};
+use websessions_api::config::{self, Config, ConfigError, Rejected};
 use websessions_api::http::{self, Context, EdgeSettings, Readiness};
 use websessions_api::metrics::Metrics;
+use websessions_api::server;
 use websessions_api::telemetry;
 use websessions_domain::{Password, Ports, SessionAdmin, Sessions, Superuser, UserAdmin};
 use websessions_infrastructure::{
     AddressLimits, Argon2Hasher, OsTokens, PoolOptions, SeaAccounts, SeaLockouts, SeaSessions,
-    SeaUsers, Store, SystemClock, connect, migrate,
+    SeaUsers, Store, SystemClock, TokioTimer, connect, migrate,
 };
 
 #[tokio::main]
@@ -34,6 +33,11 @@ async fn main() -> ExitCode {
     telemetry::init(config.log_format);
     match run(cli.command.unwrap_or(Command::Serve), config).await {
         Ok(()) => ExitCode::SUCCESS,
+        // A setting that only serving can judge (the connection cap against the machine).
+        Err(error) if error.is::<ConfigError>() => {
+            eprintln!("websessions: {error}");
+            ExitCode::from(2)
+        }
         Err(error) => {
             eprintln!("websessions: {error:#}");
             ExitCode::FAILURE
@@ -49,7 +53,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             open(&config).await?;
             eprintln!("migrations applied");
         }
-        Command::Serve => serve(Services::open(&config).await?, &config).await?,
+        Command::Serve => {
+            let max_connections = connection_cap(&config)?;
+            serve(Services::open(&config).await?, &config, max_connections).await?;
+        }
         Command::Purge => {
             let services = Services::open(&config).await?;
             let report = services.rules.purge(&Superuser::operator()).await?;
@@ -145,6 +152,7 @@ impl Services {
             hasher: Arc::new(hasher),
             tokens: Arc::new(OsTokens),
             clock: Arc::new(SystemClock),
+            timer: Arc::new(TokioTimer),
             limits: Arc::new(limits),
             events: metrics.clone(),
         };
@@ -198,33 +206,42 @@ impl Readiness for DatabaseReadiness {
     }
 }
 
-async fn serve(services: Services, config: &Config) -> anyhow::Result<()> {
+/// R16: the open-file limit raised, and the connections it allows beside the database's (the
+/// pool's, and as many again of recognition's own); checked before anything is opened.
+fn connection_cap(config: &Config) -> Result<usize, ConfigError> {
+    let database = 2 * config.database_max_connections as usize;
+    server::connection_cap(config.edge.max_connections, database).map_err(|allowed| ConfigError {
+        variable: "WEBSESSIONS_MAX_CONNECTIONS".into(),
+        reason: format!(
+            "the open-file limit allows at most {allowed} connections beside the database's; \
+             raise it (ulimit -n) or lower this"
+        ),
+    })
+}
+
+async fn serve(services: Services, config: &Config, max_connections: usize) -> anyhow::Result<()> {
     let ctx = services.context(config);
     let housekeeping = tokio::spawn(housekeeping(
         ctx.admin.clone(),
         config.housekeeping_interval,
     ));
-    let listener = TcpListener::bind(config.listen);
-    tracing::info!(listen = %config.listen, "serving");
-    // R15: HTTP/2 without TLS (h2c) is served, with at most 100 concurrent streams per
-    // connection.
-    let served = Server::new(listener)
-        .http2_max_concurrent_streams(MAX_STREAMS)
-        .run_with_graceful_shutdown(
-            http::app(ctx),
-            shutdown_signal(),
-            Some(Duration::from_secs(30)),
-        )
-        .await;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot serve on {}", config.listen))?;
+    tracing::info!(listen = %config.listen, max_connections, "serving");
+    let bounds = server::Bounds {
+        header_timeout: config.edge.header_timeout,
+        body_timeout: config.edge.body_timeout,
+        idle_connection_timeout: config.edge.idle_connection_timeout,
+        max_connections,
+    };
+    let served = server::serve(listener, http::app(ctx), bounds, shutdown_signal()).await;
     housekeeping.abort();
     services.close().await;
     served.with_context(|| format!("cannot serve on {}", config.listen))?;
     tracing::info!("stopped");
     Ok(())
 }
-
-/// Concurrent HTTP/2 streams per connection (R15).
-const MAX_STREAMS: u32 = 100;
 
 /// R8: maintenance every `interval`; a failure is logged and retried at the next tick.
 async fn housekeeping(admin: Arc<dyn SessionAdmin>, interval: Duration) {

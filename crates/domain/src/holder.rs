@@ -13,6 +13,7 @@ use crate::error::{
 use crate::model::{
     Attempt, Counted, EndCause, LimitedAction, LoginResult, SessionRecord, SessionUser, User,
 };
+use crate::policy::LockoutPolicy;
 use crate::ports::{Expect, HashTicket, NewSession, Sweep, UserSessions};
 use crate::service::{Issued, Presented, Proven, Sessions};
 use crate::value::{ClientIp, Password, SessionData, SessionKind, Username};
@@ -94,10 +95,28 @@ pub trait SessionHolder: Send + Sync {
 pub(crate) enum Counting {
     /// A lock is in force: nothing was counted.
     Locked(OffsetDateTime),
+    /// A provisional lock is in force: nothing was counted.
+    Provisional,
     /// A password too long to have been set (R5a): refused without a count.
     Overlong,
     Counted(Counted),
 }
+
+/// Where R15 and R9 left a guess at a password (`Sessions::guess`).
+pub(crate) enum Guess {
+    /// Counted, with its place in the hashing queue: the password may be verified.
+    Counted(HashTicket, Counted),
+    /// Refused by a lock until then, as it stood at `now`; nothing was counted.
+    Locked {
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    },
+    /// A password too long to have been set (R5a): refused without a count.
+    Overlong,
+}
+
+/// How often an attempt that meets a provisional lock looks at it again.
+const PROVISIONAL_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl Sessions {
     /// R15: a place in the hashing queue, or `Saturated` (reported, nothing recorded). Every
@@ -119,10 +138,58 @@ impl Sessions {
     }
 
     /// R9: a counted attempt whose password did not verify. A lock its count started stands
-    /// and is reported.
-    pub(crate) fn failed(&self, counted: Counted) {
+    /// from now on (no longer provisional), and is reported.
+    pub(crate) async fn failed(
+        &self,
+        username: &Username,
+        counted: Counted,
+    ) -> Result<(), InfraError> {
         if counted.started_lock.is_some() {
+            self.ports.lockouts.confirm(username, counted).await?;
             self.ports.events.lockout_started();
+        }
+        Ok(())
+    }
+
+    /// R15, then R9's step, for a guess at `username`'s password, with the hashing place
+    /// `ticket` R15 already granted. An attempt that meets a provisional lock gives its place
+    /// back and waits for the verification of the attempt that started it, looking at the lock
+    /// every `PROVISIONAL_POLL` (holding no database connection and no hashing place), then
+    /// goes again: a lock that stands refuses it, a removed one lets it be counted afresh.
+    /// Waiting longer than the lease, it is refused for a second.
+    pub(crate) async fn guess<E>(
+        &self,
+        mut ticket: HashTicket,
+        username: &Username,
+        password: &Password,
+    ) -> Result<Guess, E>
+    where
+        E: From<InfraError> + From<Saturated>,
+    {
+        let lease = std::time::Duration::try_from(LockoutPolicy::LEASE).unwrap_or_default();
+        let mut waited = std::time::Duration::ZERO;
+        loop {
+            let now = self.ports.clock.now();
+            match self.count_attempt(username, password, now).await? {
+                Counting::Counted(counted) => return Ok(Guess::Counted(ticket, counted)),
+                Counting::Locked(until) => return Ok(Guess::Locked { now, until }),
+                Counting::Overlong => return Ok(Guess::Overlong),
+                Counting::Provisional => drop(ticket),
+            }
+            loop {
+                if waited >= lease {
+                    let now = self.ports.clock.now();
+                    let until = now + time::Duration::SECOND;
+                    return Ok(Guess::Locked { now, until });
+                }
+                self.ports.timer.sleep(PROVISIONAL_POLL).await;
+                waited += PROVISIONAL_POLL;
+                let now = self.ports.clock.now();
+                if !self.ports.lockouts.state(username, now).await?.provisional {
+                    break;
+                }
+            }
+            ticket = self.admit_hashing()?;
         }
     }
 
@@ -148,6 +215,7 @@ impl Sessions {
                 .await?
             {
                 Attempt::Locked { until } => Counting::Locked(until),
+                Attempt::Provisional => Counting::Provisional,
                 Attempt::Counted(counted) => Counting::Counted(counted),
             },
         )
@@ -158,13 +226,13 @@ impl Sessions {
     async fn refuse(
         &self,
         proven: Option<&Proven>,
-        counted: Option<Counted>,
+        counted: Option<(&Username, Counted)>,
     ) -> Result<LoginError, InfraError> {
         if let Some(proven) = proven {
             self.end_proven(proven, EndCause::Logout).await?;
         }
-        if let Some(counted) = counted {
-            self.failed(counted);
+        if let Some((username, counted)) = counted {
+            self.failed(username, counted).await?;
         }
         self.ports.events.login(LoginResult::BadCredentials);
         Ok(LoginError::InvalidCredentials)
@@ -343,24 +411,26 @@ impl SessionHolder for Sessions {
             // R5a: no such name can be locked or counted.
             return Err(self.refuse(proven.as_ref(), None).await?);
         };
-        let counted = match self
-            .count_attempt(&username, &attempt.password, now)
+        let (ticket, counted) = match self
+            .guess::<LoginError>(ticket, &username, &attempt.password)
             .await?
         {
-            Counting::Locked(until) => {
+            Guess::Counted(ticket, counted) => (ticket, counted),
+            Guess::Locked { now, until } => {
                 self.ports.events.login(LoginResult::Locked);
                 let (until, retry_after) = locked(now, until);
                 return Err(LoginError::Locked { until, retry_after });
             }
-            Counting::Overlong => return Err(self.refuse(proven.as_ref(), None).await?),
-            Counting::Counted(counted) => counted,
+            Guess::Overlong => return Err(self.refuse(proven.as_ref(), None).await?),
         };
         let verified = self
             .verify_account(&ticket, &username, attempt.password)
             .await?;
         drop(ticket);
         let Some(user) = verified else {
-            return Err(self.refuse(proven.as_ref(), Some(counted)).await?);
+            return Err(self
+                .refuse(proven.as_ref(), Some((&username, counted)))
+                .await?);
         };
         // R9: the password verified for an enabled account: its count goes, and its lock if
         // it started one, whatever R5d decides next.

@@ -49,6 +49,9 @@ pub struct LockoutState {
     pub failure_count: u32,
     /// Set only while the lock is in force.
     pub locked_until: Option<OffsetDateTime>,
+    /// The lock is provisional: the attempt that started it is still being verified, within
+    /// its lease.
+    pub provisional: bool,
 }
 
 /// What R9's one atomic step did with an attempt.
@@ -56,6 +59,9 @@ pub struct LockoutState {
 pub enum Attempt {
     /// A lock is in force until `until`: nothing was counted.
     Locked { until: OffsetDateTime },
+    /// A provisional lock is in force: the attempt that started it is still being verified,
+    /// and its outcome decides whether the lock stands. Nothing was counted.
+    Provisional,
     /// The attempt was counted (before its password is verified).
     Counted(Counted),
 }

@@ -5,7 +5,7 @@
 use time::OffsetDateTime;
 
 use crate::error::{ChangePasswordError, InfraError};
-use crate::holder::{Counting, locked};
+use crate::holder::{Guess, locked};
 use crate::model::{EndCause, User};
 use crate::ports::{Expect, UserSessions};
 use crate::service::{Issued, Presented, Proven, Sessions};
@@ -28,16 +28,19 @@ impl Sessions {
         let Some(me) = proven.record.user.clone() else {
             return Err(ChangePasswordError::NotLoggedIn);
         };
-        let counted = match self.count_attempt(&me.username, &current, now).await? {
-            Counting::Locked(until) => {
+        let (ticket, counted) = match self
+            .guess::<ChangePasswordError>(ticket, &me.username, &current)
+            .await?
+        {
+            Guess::Counted(ticket, counted) => (ticket, counted),
+            Guess::Locked { now, until } => {
                 let (until, retry_after) = locked(now, until);
                 return Err(ChangePasswordError::Locked { until, retry_after });
             }
-            Counting::Overlong => return Err(ChangePasswordError::WrongPassword),
-            Counting::Counted(counted) => counted,
+            Guess::Overlong => return Err(ChangePasswordError::WrongPassword),
         };
         let Some(user) = self.verify_account(&ticket, &me.username, current).await? else {
-            self.failed(counted);
+            self.failed(&me.username, counted).await?;
             return Err(ChangePasswordError::WrongPassword);
         };
         self.ports.lockouts.verified(&me.username, counted).await?;

@@ -289,6 +289,17 @@ impl LockoutPolicy {
     }
 }
 
+impl LockoutPolicy {
+    /// How long a lock stays provisional while the attempt that started it is verified: past
+    /// it (the verifier died, or is slow), the lock stands (R9).
+    pub const LEASE: Duration = Duration::seconds(5);
+
+    /// The end of the lease of a lock started at `now`.
+    pub fn lease_until(&self, now: OffsetDateTime) -> OffsetDateTime {
+        now + Self::LEASE
+    }
+}
+
 impl Default for LockoutPolicy {
     fn default() -> Self {
         Self {

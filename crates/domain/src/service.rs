@@ -14,7 +14,7 @@ use crate::model::{EndCause, PurgeReport, SessionRecord};
 use crate::policy::{LockoutPolicy, SessionPolicy};
 use crate::ports::{
     AccountStore, Clock, Events, Expect, LockoutRepository, PasswordHasher, RateLimits,
-    SessionRepository, Sweep, Target, TokenSource, UserRepository, UserSessions,
+    SessionRepository, Sweep, Target, Timer, TokenSource, UserRepository, UserSessions,
 };
 use crate::value::{ClientIp, SessionId, UserId};
 
@@ -52,6 +52,7 @@ pub struct Ports {
     pub hasher: Arc<dyn PasswordHasher>,
     pub tokens: Arc<dyn TokenSource>,
     pub clock: Arc<dyn Clock>,
+    pub timer: Arc<dyn Timer>,
     pub limits: Arc<dyn RateLimits>,
     pub events: Arc<dyn Events>,
 }

@@ -20,10 +20,10 @@ mod users;
 
 pub use accounts::SeaAccounts;
 pub use db::{PoolOptions, Store, connect, migrate};
-pub use limits::{AddressLimits, MAX_ADDRESSES};
+pub use limits::{AddressLimits, MAX_ADDRESSES, Monotonic, SystemMonotonic};
 pub use lockouts::SeaLockouts;
 pub use patience::{Patience, WaitObserver};
 pub use sea_orm::{DatabaseConnection, DbErr};
 pub use sessions::SeaSessions;
-pub use system::{Argon2Hasher, DEFAULT_MAX_PENDING_HASHES, OsTokens, SystemClock};
+pub use system::{Argon2Hasher, DEFAULT_MAX_PENDING_HASHES, OsTokens, SystemClock, TokioTimer};
 pub use users::SeaUsers;

@@ -38,20 +38,23 @@ fn count(stored: i64) -> u32 {
     u32::try_from(Ord::max(stored, 0)).unwrap_or(u32::MAX)
 }
 
-/// The lock on `name` in force at `now`, read in `db`.
+/// The lock on `name` in force at `now`, read in `db`: until when, and whether it is still
+/// provisional (its lease runs).
 async fn lock_in_force<C: sea_orm::ConnectionTrait>(
     db: &C,
     name: &str,
     now: i64,
-) -> Result<Option<i64>, Failure> {
-    account_lockouts::Entity::find_by_id(name)
+) -> Result<Option<(i64, bool)>, Failure> {
+    let lock: Option<(i64, Option<i64>)> = account_lockouts::Entity::find_by_id(name)
         .select_only()
         .column(account_lockouts::Column::LockedUntil)
+        .column(account_lockouts::Column::LeaseUntil)
         .filter(account_lockouts::Column::LockedUntil.gt(now))
         .into_tuple()
         .one(db)
         .await
-        .map_err(retry)
+        .map_err(retry)?;
+    Ok(lock.map(|(until, lease)| (until, lease.is_some_and(|lease| lease > now))))
 }
 
 /// Counts one attempt on `name` in `txn` with one upsert, which takes the name's row lock
@@ -107,7 +110,10 @@ impl LockoutRepository for SeaLockouts {
             .await?;
         Ok(LockoutState {
             failure_count: failures.map_or(0, count),
-            locked_until: locked_until.map(from_unix).transpose()?,
+            locked_until: locked_until
+                .map(|(until, _)| from_unix(until))
+                .transpose()?,
+            provisional: locked_until.is_some_and(|(_, provisional)| provisional),
         })
     }
 
@@ -126,21 +132,26 @@ impl LockoutRepository for SeaLockouts {
                 let txn = db.begin().await.map_err(retry)?;
                 let failure_count = count_attempt(&txn, name, unix(now)).await?;
                 // Under the name's row lock: a lock committed by an earlier attempt is visible.
-                if let Some(until) = lock_in_force(&txn, name, unix(now)).await? {
+                if let Some(lock) = lock_in_force(&txn, name, unix(now)).await? {
                     // Dropping the transaction rolls the count back: a refused attempt counts
                     // nothing.
                     drop(txn);
-                    return Ok(Err(until));
+                    return Ok(Err(lock));
                 }
                 let started_lock = policy.lock_after(failure_count, now);
                 if let Some(until) = started_lock {
+                    // Provisional while this attempt is verified (R9).
                     account_lockouts::Entity::insert(account_lockouts::ActiveModel {
                         username: Set(name.to_owned()),
                         locked_until: Set(unix(until)),
+                        lease_until: Set(Some(unix(policy.lease_until(now)))),
                     })
                     .on_conflict(
                         OnConflict::column(account_lockouts::Column::Username)
-                            .update_column(account_lockouts::Column::LockedUntil)
+                            .update_columns([
+                                account_lockouts::Column::LockedUntil,
+                                account_lockouts::Column::LeaseUntil,
+                            ])
                             .to_owned(),
                     )
                     .exec_without_returning(&txn)
@@ -156,7 +167,8 @@ impl LockoutRepository for SeaLockouts {
             .await?;
         match counted {
             Ok(counted) => Ok(Attempt::Counted(counted)),
-            Err(until) => Ok(Attempt::Locked {
+            Err((_, true)) => Ok(Attempt::Provisional),
+            Err((until, false)) => Ok(Attempt::Locked {
                 until: from_unix(until)?,
             }),
         }
@@ -172,6 +184,29 @@ impl LockoutRepository for SeaLockouts {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(username = %username))]
+    async fn confirm(&self, username: &Username, counted: Counted) -> Result<(), InfraError> {
+        let Some(until) = counted.started_lock else {
+            return Ok(());
+        };
+        let name = username.as_str();
+        self.store
+            .run(|db| async move {
+                // Only the lock this attempt started; setting no lease is safe to repeat.
+                account_lockouts::Entity::update_many()
+                    .col_expr(
+                        account_lockouts::Column::LeaseUntil,
+                        Expr::value(Option::<i64>::None),
+                    )
+                    .filter(account_lockouts::Column::Username.eq(name))
+                    .filter(account_lockouts::Column::LockedUntil.eq(unix(until)))
+                    .exec(db)
+                    .await
+                    .map(drop)
+                    .map_err(retry)
+            })
+            .await
+    }
+
     async fn clear(&self, username: &Username) -> Result<(), InfraError> {
         self.forget(username.as_str(), Some(Condition::all())).await
     }

@@ -1,4 +1,5 @@
-//! The system clock, the OS CSPRNG and argon2id: the ports that touch the machine.
+//! The system clock, tokio's timer, the OS CSPRNG and argon2id: the ports that touch the
+//! machine.
 
 use std::sync::{Arc, Mutex};
 
@@ -10,7 +11,7 @@ use rand::rngs::OsRng;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
-use websessions_domain::ports::{Clock, HashTicket, PasswordHasher, TokenSource};
+use websessions_domain::ports::{Clock, HashTicket, PasswordHasher, Timer, TokenSource};
 use websessions_domain::{InfraError, Password, PasswordHash, Saturated, Token, TokenLength};
 
 /// Wall-clock time, in whole seconds (what storage keeps).
@@ -21,6 +22,17 @@ impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
         let now = OffsetDateTime::now_utc();
         now.replace_nanosecond(0).unwrap_or(now)
+    }
+}
+
+/// Waiting on tokio's timer.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokioTimer;
+
+#[async_trait]
+impl Timer for TokioTimer {
+    async fn sleep(&self, duration: std::time::Duration) {
+        tokio::time::sleep(duration).await;
     }
 }
 

@@ -44,6 +44,15 @@ fn defaults_are_the_specified_ones() {
     assert_eq!(config.max_pending_hashes, 64);
     assert_eq!(config.database_wait, StdDuration::from_secs(5));
     assert!(config.portal);
+    assert_eq!(
+        config.edge,
+        EdgeBounds {
+            header_timeout: StdDuration::from_secs(10),
+            body_timeout: StdDuration::from_secs(10),
+            idle_connection_timeout: StdDuration::from_secs(60),
+            max_connections: None,
+        }
+    );
     let at_once = parse(&["--database-wait", "0"]).unwrap();
     assert_eq!(at_once.database_wait, StdDuration::ZERO);
 }
@@ -161,6 +170,28 @@ fn each_bad_value_names_its_variable_in_one_line() {
         (&["--database-wait", "61s"], "WEBSESSIONS_DATABASE_WAIT"),
         (&["--portal", "no"], "WEBSESSIONS_PORTAL"),
         (&["--database-wait", "soon"], "WEBSESSIONS_DATABASE_WAIT"),
+        (&["--header-timeout", "0"], "WEBSESSIONS_HEADER_TIMEOUT"),
+        (&["--header-timeout", "301s"], "WEBSESSIONS_HEADER_TIMEOUT"),
+        (&["--body-timeout", "500ms"], "WEBSESSIONS_BODY_TIMEOUT"),
+        (&["--body-timeout", "6min"], "WEBSESSIONS_BODY_TIMEOUT"),
+        (
+            &["--idle-connection-timeout", "2h"],
+            "WEBSESSIONS_IDLE_CONNECTION_TIMEOUT",
+        ),
+        (
+            &[
+                "--header-timeout",
+                "30s",
+                "--idle-connection-timeout",
+                "20s",
+            ],
+            "WEBSESSIONS_IDLE_CONNECTION_TIMEOUT",
+        ),
+        (&["--max-connections", "0"], "WEBSESSIONS_MAX_CONNECTIONS"),
+        (
+            &["--max-connections", "1000001"],
+            "WEBSESSIONS_MAX_CONNECTIONS",
+        ),
     ] {
         let error = parse(flags).unwrap_err();
         assert_eq!(error.variable, variable, "{flags:?}");

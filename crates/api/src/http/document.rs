@@ -354,7 +354,7 @@ mod tests {
                 .map(|(_, codes)| codes.clone())
                 .unwrap()
         };
-        assert_eq!(of("POST /v1/w"), [200, 400, 403, 413]);
+        assert_eq!(of("POST /v1/w"), [200, 400, 403, 408, 413]);
         assert_eq!(of("DELETE /v1/d/{id}"), [400, 403]);
         assert!(of("GET /v1/auth").is_empty());
         assert!(of("GET /v1/r").is_empty());

@@ -48,6 +48,8 @@ enum GuardRefusal {
     TooLarge,
     /// A body that could not be read.
     Unreadable,
+    /// A body that did not arrive within the body timeout (R16).
+    Late,
 }
 
 refuse! {
@@ -57,11 +59,13 @@ refuse! {
         ),
         Self::TooLarge => PAYLOAD_TOO_LARGE("the body is larger than 16 KiB"),
         Self::Unreadable => BAD_REQUEST("the request body could not be read"),
+        Self::Late => REQUEST_TIMEOUT("the request body did not arrive in time"),
     }
 }
 
 /// Every status an operation at `path` with `method` can get before its handler runs: R12's
-/// 403 for a state-changing method, the body bound's 413 and 400 where a body is read, and 400
+/// 403 for a state-changing method, the body bound's 413, 400 and (R16) 408 where a body is
+/// read, and 400
 /// for a parameter poem cannot parse when the operation has parameters (`respond`).
 pub fn statuses(method: &Method, path: &str, has_parameters: bool) -> Vec<StatusCode> {
     let mut statuses = Vec::new();
@@ -69,7 +73,11 @@ pub fn statuses(method: &Method, path: &str, has_parameters: bool) -> Vec<Status
         statuses.push(StatusCode::FORBIDDEN);
     }
     if is_guarded(path) && has_body(method) {
-        statuses.extend([StatusCode::PAYLOAD_TOO_LARGE, StatusCode::BAD_REQUEST]);
+        statuses.extend([
+            StatusCode::PAYLOAD_TOO_LARGE,
+            StatusCode::BAD_REQUEST,
+            StatusCode::REQUEST_TIMEOUT,
+        ]);
     }
     if has_parameters {
         statuses.push(StatusCode::BAD_REQUEST);
@@ -181,6 +189,11 @@ async fn bound_body(req: &mut Request) -> Result<(), GuardRefusal> {
         .await
         .map_err(|error| match error {
             poem::error::ReadBodyError::PayloadTooLarge => GuardRefusal::TooLarge,
+            poem::error::ReadBodyError::Io(error)
+                if error.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                GuardRefusal::Late
+            }
             _ => GuardRefusal::Unreadable,
         })?;
     req.set_body(bytes);

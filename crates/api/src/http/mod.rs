@@ -30,7 +30,7 @@ mod wire;
 
 use std::sync::Arc;
 
-use poem::web::Html;
+use bytes::Bytes;
 use poem::{Endpoint, EndpointExt, Route, endpoint::make_sync};
 use poem_openapi::{LicenseObject, OpenApiService};
 
@@ -81,21 +81,26 @@ pub fn app(ctx: Arc<Context>) -> impl Endpoint {
     let generated = service.spec();
     let finished = document::finish(&generated, &edge.cookie.name);
     // The interactive page embeds the document: the finished one, in place of the generated.
-    let docs = service.swagger_ui_html().replacen(&generated, &finished, 1);
+    // Both are built once and answered as shared bytes: a response holds a reference, not a
+    // copy, so streams that never read their answers cost no memory each (R16).
+    let docs = Bytes::from(service.swagger_ui_html().replacen(&generated, &finished, 1));
+    let finished = Bytes::from(finished);
     let mut routes = Route::new();
     if ctx.portal {
         routes = portal::with_pages(routes, ctx.clone());
     }
     routes
         .nest("/", service.data(ctx))
-        .at(
-            "/openapi.json",
-            make_sync(move |_| {
-                poem::Response::builder()
-                    .content_type("application/json")
-                    .body(finished.clone())
-            }),
-        )
-        .at("/docs", make_sync(move |_| Html(docs.clone())))
+        .at("/openapi.json", shared(finished, "application/json"))
+        .at("/docs", shared(docs, "text/html; charset=utf-8"))
         .around(move |endpoint, req| guard::guard(endpoint, req, edge.clone(), metrics.clone()))
+}
+
+/// An endpoint answering the same bytes to every request, without copying them.
+fn shared(body: Bytes, content_type: &'static str) -> impl Endpoint<Output = poem::Response> {
+    make_sync(move |_| {
+        poem::Response::builder()
+            .content_type(content_type)
+            .body(body.clone())
+    })
 }

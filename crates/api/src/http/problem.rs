@@ -300,6 +300,10 @@ pub(crate) fn describe(status: StatusCode) -> (&'static str, Vec<MetaHeader>) {
             vec![],
         ),
         StatusCode::NOT_FOUND => ("No such resource.", vec![]),
+        StatusCode::REQUEST_TIMEOUT => (
+            "The body did not arrive within the body timeout; an HTTP/1.1 connection is closed.",
+            vec![],
+        ),
         StatusCode::CONFLICT => ("The name is taken.", vec![]),
         StatusCode::PAYLOAD_TOO_LARGE => ("The body is larger than 16 KiB.", vec![]),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ("The body is not application/json.", vec![]),

@@ -10,7 +10,7 @@ pub use storage::{
     AccountChange, AccountStore, Created, Expect, LockoutPurge, LockoutRepository, NewSession,
     NewUser, SessionRepository, Sweep, Target, UserRepository, UserSessions,
 };
-pub use system::{Clock, HashTicket, PasswordHasher, RateLimits, TokenSource};
+pub use system::{Clock, HashTicket, PasswordHasher, RateLimits, Timer, TokenSource};
 
 #[cfg(any(test, feature = "mocks"))]
 pub use events::MockEvents;
@@ -20,4 +20,4 @@ pub use storage::{
     MockUserRepository,
 };
 #[cfg(any(test, feature = "mocks"))]
-pub use system::{MockClock, MockPasswordHasher, MockRateLimits, MockTokenSource};
+pub use system::{MockClock, MockPasswordHasher, MockRateLimits, MockTimer, MockTokenSource};

@@ -228,10 +228,11 @@ pub trait LockoutRepository: Send + Sync {
     ) -> Result<LockoutState, InfraError>;
 
     /// R9's one atomic database step: refuses with `Attempt::Locked` (counting nothing) while
-    /// a lock is in force at `now`; otherwise counts the attempt and, when
-    /// `policy.lock_after(count, now)` says so, starts the lock in the same step. Concurrent
-    /// calls, from any number of processes, MUST each see a distinct count and see every lock
-    /// an earlier call started.
+    /// a lock is in force at `now`, or with `Attempt::Provisional` while that lock's lease
+    /// runs; otherwise counts the attempt and, when `policy.lock_after(count, now)` says so,
+    /// starts the lock in the same step, provisional until `policy.lease_until(now)`.
+    /// Concurrent calls, from any number of processes, MUST each see a distinct count and see
+    /// every lock an earlier call started.
     async fn attempt(
         &self,
         username: &Username,
@@ -242,6 +243,10 @@ pub trait LockoutRepository: Send + Sync {
     /// A verified password for `counted`: deletes the username's failures, and the lock only
     /// when `counted` started it (a lock other attempts started stands).
     async fn verified(&self, username: &Username, counted: Counted) -> Result<(), InfraError>;
+
+    /// A password that did not verify for `counted`: the lock `counted` started, if it did,
+    /// stands from now on, no longer provisional. Safe to repeat.
+    async fn confirm(&self, username: &Username, counted: Counted) -> Result<(), InfraError>;
 
     /// Clears the failures and any lock (an operator's unlock).
     async fn clear(&self, username: &Username) -> Result<(), InfraError>;

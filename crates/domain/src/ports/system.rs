@@ -17,6 +17,14 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> OffsetDateTime;
 }
 
+/// Waiting, for rules that wait (R9's provisional locks). Implementations MUST NOT block a
+/// thread.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait Timer: Send + Sync {
+    async fn sleep(&self, duration: std::time::Duration);
+}
+
 /// Fresh secret tokens (R1).
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 pub trait TokenSource: Send + Sync {

@@ -323,6 +323,7 @@ async fn r5a_a_malformed_username_records_nothing_and_an_overlong_password_sees_
         Ok(LockoutState {
             failure_count: 10,
             locked_until: Some(until),
+            provisional: false,
         })
     });
     let (service, _) = h.build();
@@ -407,6 +408,15 @@ async fn r9_a_failed_attempt_whose_count_started_a_lock_reports_the_lock_that_st
             started_lock: policy.lock_after(10, now),
         }))
     });
+    let started = Counted {
+        failure_count: 10,
+        started_lock: Some(NOW + Duration::minutes(10)),
+    };
+    h.lockouts
+        .expect_confirm()
+        .withf(move |name, c| name.as_str() == "alice" && *c == started)
+        .times(1)
+        .returning(|_, _| Ok(()));
     let (service, events) = h.build();
     let result = login(
         &service,
@@ -416,6 +426,99 @@ async fn r9_a_failed_attempt_whose_count_started_a_lock_reports_the_lock_that_st
     .await;
     assert!(matches!(result, Err(LoginError::InvalidCredentials)));
     assert_eq!(events.take(), ["lockout", "login:bad_credentials"]);
+}
+
+/// Alice's API login with the right password, from nowhere in particular.
+async fn alice_logs_in_over_the_api(service: &Sessions) -> Result<crate::Issued, LoginError> {
+    login(
+        service,
+        &nobody(),
+        attempt("alice", "right password", SessionKind::Api),
+    )
+    .await
+}
+
+/// The lock is provisional `provisional` looks before its verification ends; `attempts` are
+/// what the attempt answers, in turn.
+fn provisional_then(h: &mut Harness, looks: usize, attempts: Vec<Attempt>) {
+    let mut answers = attempts.into_iter();
+    h.lockouts
+        .expect_attempt()
+        .times(answers.len())
+        .returning(move |_, _, _| Ok(answers.next().unwrap()));
+    let mut seen = 0;
+    h.lockouts.expect_state().returning(move |_, _| {
+        seen += 1;
+        Ok(LockoutState {
+            failure_count: 10,
+            locked_until: Some(NOW + Duration::minutes(10)),
+            provisional: seen <= looks,
+        })
+    });
+}
+
+#[tokio::test]
+async fn r9_an_attempt_meeting_a_provisional_lock_waits_and_is_counted_afresh_once_it_goes() {
+    let mut h = Harness::new().with_user(alice()).password_ok(true);
+    provisional_then(
+        &mut h,
+        2,
+        vec![Attempt::Provisional, Attempt::Counted(counted(1))],
+    );
+    let mut admissions = 0;
+    h.hasher = MockPasswordHasher::new();
+    h.hasher.expect_verify().returning(|_, _, _| Ok(true));
+    h.hasher.expect_admit().times(2).returning(move || {
+        admissions += 1;
+        Ok(HashTicket::new(admissions))
+    });
+    let mut h = h.clears(counted(1));
+    h.script.new_id = 8;
+    let (service, log) = h.build();
+    let issued = alice_logs_in_over_the_api(&service).await.unwrap();
+    assert_eq!(issued.session.id, sid(8));
+    let log = log.take();
+    let sleeps = log.iter().filter(|entry| *entry == "sleep:50ms").count();
+    assert_eq!(sleeps, 3, "it waited for the verification: {log:?}");
+    assert!(log.contains(&"login:success".to_owned()), "{log:?}");
+}
+
+#[tokio::test]
+async fn r9_an_attempt_whose_provisional_lock_then_stands_is_refused_with_the_real_time() {
+    let until = NOW + Duration::minutes(10);
+    let mut h = Harness::new();
+    provisional_then(
+        &mut h,
+        0,
+        vec![Attempt::Provisional, Attempt::Locked { until }],
+    );
+    let (service, log) = h.build();
+    let result = alice_logs_in_over_the_api(&service).await;
+    let Err(LoginError::Locked { retry_after, .. }) = result else {
+        panic!("{result:?}");
+    };
+    assert_eq!(retry_after.seconds(), 600);
+    assert_eq!(log.take(), ["sleep:50ms", "login:locked"]);
+}
+
+#[tokio::test]
+async fn r9_waiting_past_the_lease_is_refused_for_a_second_and_counts_nothing() {
+    let mut h = Harness::new();
+    provisional_then(&mut h, usize::MAX, vec![Attempt::Provisional]);
+    let (service, log) = h.build();
+    let result = alice_logs_in_over_the_api(&service).await;
+    let Err(LoginError::Locked { retry_after, .. }) = result else {
+        panic!("{result:?}");
+    };
+    assert_eq!(retry_after.seconds(), 1);
+    let log = log.take();
+    let waited = log.iter().filter(|entry| *entry == "sleep:50ms").count() * 50;
+    assert_eq!(
+        waited as i64,
+        LockoutPolicy::LEASE.whole_milliseconds() as i64,
+        "it waited the lease, no more"
+    );
+    assert_eq!(log.last().map(String::as_str), Some("login:locked"));
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use crate::model::{EndCause, LimitedAction, LockoutState, LoginResult, PurgeRepo
 use crate::ports::{
     AccountChange, Events, Expect, HashTicket, MockAccountStore, MockClock, MockLockoutRepository,
     MockPasswordHasher, MockRateLimits, MockSessionRepository, MockTokenSource, MockUserRepository,
-    NewSession, Target, UserSessions,
+    NewSession, Target, Timer, UserSessions,
 };
 use crate::service::{Ports, Presented, Sessions};
 use crate::{
@@ -96,7 +96,7 @@ impl Log {
     pub(crate) fn take(&self) -> Vec<String> {
         std::mem::take(&mut self.0.lock().unwrap())
     }
-    fn push(&self, entry: String) {
+    pub(crate) fn push(&self, entry: String) {
         self.0.lock().unwrap().push(entry);
     }
 }
@@ -122,6 +122,16 @@ impl Events for Log {
     }
     fn shed(&self) {
         self.push("shed".into());
+    }
+}
+
+/// Waits no time at all, and writes each wait to the log (`sleep:50ms`).
+pub(crate) struct LoggedTimer(pub(crate) Arc<Log>);
+
+#[async_trait]
+impl Timer for LoggedTimer {
+    async fn sleep(&self, duration: std::time::Duration) {
+        self.0.push(format!("sleep:{}ms", duration.as_millis()));
     }
 }
 
@@ -383,6 +393,7 @@ impl Harness {
             hasher: Arc::new(self.hasher),
             tokens: Arc::new(tokens),
             clock: Arc::new(clock),
+            timer: Arc::new(LoggedTimer(self.log.clone())),
             limits: Arc::new(self.limits),
             events: self.log.clone(),
         };

@@ -6,6 +6,9 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub username: String,
     pub locked_until: i64,
+    /// While set and in the future, the lock is provisional (R9): the attempt that started it
+    /// is being verified.
+    pub lease_until: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
