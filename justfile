@@ -35,6 +35,10 @@ openapi:
 bench:
     python3 tests/bench/bench.py
 
+# The edge's bounds under slow and stalled clients (R16): 2,000 half heads + 20 h2c x 100 stalled bodies.
+bench-edge:
+    python3 tests/bench/edge.py
+
 # A database restart under wrk, on database servers of the script's own (root; PostgreSQL, MariaDB).
 bench-restart:
     python3 tests/bench/restart.py
