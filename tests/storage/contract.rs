@@ -1021,7 +1021,13 @@ async fn r9_attempts_count_and_lock_at_each_multiple_of_the_threshold(db: Store)
         };
         assert_eq!(counted.started_lock, expected, "attempt {n}");
         if n == 3 {
-            // While the lock is in force, an attempt is refused and nothing is counted.
+            // While the attempt that started the lock is being verified, the lock is
+            // provisional: another attempt waits rather than being refused.
+            let waiting = repo.attempt(&name, at, policy(3)).await.unwrap();
+            assert_eq!(waiting, Attempt::Provisional);
+            // Its password did not verify: the lock stands. While it is in force, an attempt
+            // is refused and nothing is counted.
+            repo.confirm(&name, counted).await.unwrap();
             let refused = repo.attempt(&name, at, policy(3)).await.unwrap();
             assert_eq!(
                 refused,
