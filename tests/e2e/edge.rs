@@ -26,6 +26,8 @@ websessions_tests::on! {
         r16_the_bytes_read_to_tell_the_protocol_are_not_lost,
         r16_a_shutdown_is_not_held_by_a_half_sent_head,
         r16_unread_answers_over_http2_share_the_document_rather_than_copy_it,
+        r16_an_answer_read_slowly_over_http2_is_not_cut_and_an_unread_one_is_bounded,
+        r16_a_head_is_at_most_32_kib,
     ];
 }
 
@@ -390,6 +392,98 @@ async fn r16_unread_answers_over_http2_share_the_document_rather_than_copy_it(ba
         grown < 40 * 1024 * 1024,
         "100 unread answers grew the server by {} MiB",
         grown / 1024 / 1024
+    );
+}
+
+/// An HTTP/2 connection whose windows are 16 KiB, and a GET of the 1.8 MB `/docs` on it: the
+/// answer's body, and the connection's task (which ends when the server closes it).
+async fn docs_over_http2(
+    server: &Server,
+) -> (
+    h2::RecvStream,
+    usize,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+) {
+    let (client, connection) = h2::client::Builder::new()
+        .initial_window_size(16 * 1024)
+        .initial_connection_window_size(16 * 1024)
+        .handshake::<_, bytes::Bytes>(connect(server).await)
+        .await
+        .unwrap();
+    let connection = tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = poem::http::Request::get(server.url("/docs"))
+        .body(())
+        .unwrap();
+    let (answer, _) = client.send_request(request, true).unwrap();
+    let answer = answer.await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let length = answer.headers()["content-length"].to_str().unwrap();
+    let length = length.parse().unwrap();
+    (answer.into_body(), length, connection)
+}
+
+async fn r16_an_answer_read_slowly_over_http2_is_not_cut_and_an_unread_one_is_bounded(
+    backend: Backend,
+) {
+    let server = Server::start(backend, &SHORT).await;
+    // A client on a slow link: it takes longer than the idle and header timeouts together to
+    // read the answer, and the server keeps sending while it reads.
+    let (mut body, length, _connection) = docs_over_http2(&server).await;
+    let started = Instant::now();
+    let mut received = 0;
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.expect("the answer was cut while the client was reading it");
+        received += chunk.len();
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        body.flow_control().release_capacity(chunk.len()).unwrap();
+    }
+    assert_eq!(received, length, "the whole answer arrived");
+    assert!(
+        started.elapsed() > Duration::from_secs(3),
+        "it was read slowly"
+    );
+    // A client that stops reading: the answer makes no progress, so the connection is idle
+    // and closed (GOAWAY, then the header timeout to finish), not held for ever.
+    let (mut body, _, connection) = docs_over_http2(&server).await;
+    let first = body.data().await.unwrap().unwrap();
+    let stopped = Instant::now();
+    assert!(!first.is_empty());
+    let bound = Duration::from_secs(3) + SLACK;
+    tokio::time::timeout(bound.saturating_sub(stopped.elapsed()), connection)
+        .await
+        .expect("a connection whose client stopped reading was held past its bounds")
+        .ok();
+}
+
+/// A half-sent head costs the server its bytes for the header timeout: heads are at most
+/// 32 KiB (nginx's default bound), so 2,000 of them hold tens of megabytes, not a hundred.
+async fn r16_a_head_is_at_most_32_kib(backend: Backend) {
+    let server = Server::start(backend, &SHORT).await;
+    let head = |cookie: usize| {
+        format!(
+            "GET /health/live HTTP/1.1\r\nHost: x\r\nCookie: a={}\r\n\r\n",
+            "b".repeat(cookie)
+        )
+    };
+    let mut stream = connect(&server).await;
+    stream.write_all(head(30 * 1024).as_bytes()).await.unwrap();
+    let mut answer = [0u8; 12];
+    stream.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200", "a 30 KiB head is served");
+    let mut stream = connect(&server).await;
+    // Written in the background: the server may close before it has read the whole head.
+    let big = head(40 * 1024);
+    let (mut reader, mut writer) = stream.split();
+    let (_, answer) = tokio::join!(writer.write_all(big.as_bytes()), async {
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(SLACK, reader.read_to_end(&mut answer)).await;
+        answer
+    });
+    assert!(
+        answer.starts_with(b"HTTP/1.1 431"),
+        "a 40 KiB head: {}",
+        String::from_utf8_lossy(&answer[..answer.len().min(40)])
     );
 }
 

@@ -11,9 +11,11 @@
 //!   with prior knowledge) is within that bound too;
 //! - a request's body must arrive within `body_timeout` of its head, else 408 (`guard` answers
 //!   it) and, on HTTP/1.1, the connection is closed; an HTTP/2 stream is reset;
-//! - a connection with no request in flight for `idle_connection_timeout` is closed gracefully;
-//! - HTTP/2 without TLS has at most 100 concurrent streams per connection (R15) and bounded
-//!   header lists;
+//! - a connection with nothing to do for `idle_connection_timeout` is closed gracefully: a
+//!   request being handled keeps it busy, and an answer being sent does while the client takes
+//!   its pieces (`SentBody`), so a client that stops reading is idle;
+//! - HTTP/1.1 heads are at most 32 KiB; HTTP/2 without TLS has at most 100 concurrent streams
+//!   per connection (R15) and bounded header lists;
 //! - on shutdown it stops accepting, lets the connections finish their requests (closing each
 //!   once idle; one with no request in flight has the head's bound to start one), and gives up
 //!   on the rest after `SHUTDOWN_GRACE`.
@@ -44,8 +46,12 @@ use tokio::time::Instant;
 /// Concurrent HTTP/2 streams per connection (R15).
 pub const MAX_STREAMS: u32 = 100;
 
-/// The largest header list an HTTP/2 stream may send, like HTTP/1.1's head bound.
+/// The largest header list an HTTP/2 stream may send.
 const MAX_HEADER_LIST: u32 = 16 * 1024;
+
+/// HTTP/1.1's read buffer, and so the largest head (else 431): nginx's default bound (four
+/// buffers of 8 KiB), which keeps a connection's half-sent head to about 36 KB of memory.
+const MAX_HEAD: usize = 32 * 1024;
 
 /// How long a shutdown waits for the connections' requests to finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -226,7 +232,7 @@ impl Connection {
             builder
                 .keep_alive(true)
                 .header_read_timeout(None)
-                .max_buf_size(64 * 1024);
+                .max_buf_size(MAX_HEAD);
             let connection = builder.serve_connection(io, service);
             drive(connection, activity, bounds, &mut stopping).await;
         }
@@ -308,7 +314,11 @@ struct Activity {
     http1: bool,
     /// What `since` counts from.
     origin: Instant,
+    /// Requests whose handler is running: no bound applies (a login may wait its turn).
     in_flight: AtomicUsize,
+    /// Answers being sent: each must make progress within the idle timeout (a client that
+    /// stops reading one is idle, not busy).
+    sending: AtomicUsize,
     /// One word, so that the two are always read together: the nanoseconds from `origin` since
     /// when the connection has had nothing to do (or its head has been arriving), shifted left
     /// by one, and in the lowest bit whether a head is on its way (bytes arrived while no
@@ -325,6 +335,7 @@ impl Activity {
             http1,
             origin: accepted,
             in_flight: AtomicUsize::new(0),
+            sending: AtomicUsize::new(0),
             // The first head is expected from the connection's start.
             since: AtomicU64::new(HEAD),
         }
@@ -336,9 +347,14 @@ impl Activity {
         nanos.unwrap_or(u64::MAX >> 1) << 1
     }
 
+    /// Whether a request is being handled or answered.
+    fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::SeqCst) > 0 || self.sending.load(Ordering::SeqCst) > 0
+    }
+
     /// Bytes arrived: on a connection with nothing in flight, a head has begun.
     fn bytes_arrived(&self) {
-        if !self.http1 || self.in_flight.load(Ordering::SeqCst) > 0 {
+        if !self.http1 || self.busy() {
             return;
         }
         let since = self.since.load(Ordering::SeqCst);
@@ -354,7 +370,7 @@ impl Activity {
     /// its way (its bound stands).
     fn finishing(&self) {
         let head_on_its_way = self.http1 && self.since.load(Ordering::SeqCst) & HEAD != 0;
-        if self.in_flight.load(Ordering::SeqCst) == 0 && !head_on_its_way {
+        if !self.busy() && !head_on_its_way {
             self.since
                 .store(self.stamp(Instant::now()), Ordering::SeqCst);
         }
@@ -368,15 +384,17 @@ impl Activity {
     }
 
     /// When the connection runs out of a bound as things stand, and which; `None` while a
-    /// request is in flight. (`in_flight` is read last: a request that started after `since`
-    /// was read is seen there.)
+    /// request is being handled. An answer being sent is due the idle timeout after its last
+    /// progress. (The counts are read last: a request that started after `since` was read is
+    /// seen there.)
     fn due(&self, bounds: Bounds) -> Option<(Instant, Deadline)> {
         let since = self.since.load(Ordering::SeqCst);
         if self.in_flight.load(Ordering::SeqCst) > 0 {
             return None;
         }
+        let sending = self.sending.load(Ordering::SeqCst) > 0;
         let at = self.origin + Duration::from_nanos(since >> 1);
-        Some(if since & HEAD != 0 {
+        Some(if since & HEAD != 0 && !sending {
             (at + bounds.header_timeout, Deadline::Head)
         } else {
             (at + bounds.idle_connection_timeout, Deadline::Idle)
@@ -404,18 +422,57 @@ impl Activity {
 /// A request in flight; when it ends, the connection is idle from then.
 struct InFlight(Arc<Activity>);
 
+impl InFlight {
+    /// The handler answered: the answer is being sent, which `Sending` tracks until its body
+    /// ends or is dropped.
+    fn answered(self) -> Sending {
+        let activity = self.0.clone();
+        activity.sending.fetch_add(1, Ordering::SeqCst);
+        drop(self);
+        Sending(activity)
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let idle = self.0.stamp(Instant::now());
-        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            // Unless the next head's bytes came in between: its bound stands.
-            let _ = self
-                .0
-                .since
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |since| {
-                    (since & HEAD == 0).then_some(idle)
-                });
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.0.idle_now();
+    }
+}
+
+/// An answer being sent.
+struct Sending(Arc<Activity>);
+
+impl Sending {
+    /// The client took what it was sent and is asked to take more: the connection is not
+    /// idle.
+    fn progressed(&self) {
+        self.0
+            .since
+            .store(self.0.stamp(Instant::now()), Ordering::SeqCst);
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        self.0.sending.fetch_sub(1, Ordering::SeqCst);
+        self.0.idle_now();
+    }
+}
+
+impl Activity {
+    /// Once nothing is handled or sent, the connection is idle from now, unless the next
+    /// head's bytes came in between: its bound stands.
+    fn idle_now(&self) {
+        if self.busy() {
+            return;
         }
+        let idle = self.stamp(Instant::now());
+        let _ = self
+            .since
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |since| {
+                (since & HEAD == 0).then_some(idle)
+            });
     }
 }
 
@@ -516,7 +573,7 @@ async fn answer(
     bounds: Bounds,
     activity: Arc<Activity>,
 ) -> Answer {
-    let _in_flight = activity.request_started();
+    let in_flight = activity.request_started();
     let (parts, incoming) = request.into_parts();
     let http1 = parts.version < poem::http::Version::HTTP_2;
     let mut late = None;
@@ -545,7 +602,73 @@ async fn answer(
             header::HeaderValue::from_static("close"),
         );
     }
-    response.into()
+    let (parts, body) = Answer::from(response).into_parts();
+    let body = BoxBody::new(SentBody {
+        inner: body,
+        rest: Bytes::new(),
+        sending: in_flight.answered(),
+    });
+    Answer::from_parts(parts, body)
+}
+
+/// The most of an answer handed to hyper at a time: hyper asks for more only once the client
+/// has taken what it had (HTTP/2: once the stream has window again; HTTP/1.1: once the socket
+/// takes it), so each piece asked for is the client's progress.
+const PIECE: usize = 16 * 1024;
+
+/// An answer's body, in pieces of at most `PIECE` bytes, telling the connection's `Activity`
+/// of each while it is being sent. (A piece is a slice of the answer's bytes, not a copy.)
+struct SentBody {
+    inner: BoxBody<Bytes, io::Error>,
+    rest: Bytes,
+    sending: Sending,
+}
+
+impl SentBody {
+    fn piece(&mut self) -> Frame<Bytes> {
+        let n = self.rest.len().min(PIECE);
+        Frame::data(self.rest.split_to(n))
+    }
+}
+
+impl HttpBody for SentBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        self.sending.progressed();
+        if !self.rest.is_empty() {
+            return Poll::Ready(Some(Ok(self.piece())));
+        }
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) if data.len() > PIECE => {
+                    self.rest = data;
+                    Poll::Ready(Some(Ok(self.piece())))
+                }
+                Ok(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                Err(frame) => Poll::Ready(Some(Ok(frame))),
+            },
+            polled => polled,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let mut hint = self.inner.size_hint();
+        let rest = self.rest.len() as u64;
+        if let Some(upper) = hint.upper() {
+            hint.set_upper(upper + rest);
+        }
+        hint.set_lower(hint.lower() + rest);
+        hint
+    }
 }
 
 /// A request body that fails with `TimedOut` once its deadline passes before it ends.
