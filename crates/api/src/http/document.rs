@@ -37,6 +37,7 @@ pub fn finish(generated: &str, cookie_name: &str) -> String {
     add_guard_statuses(&mut document);
     declare_public(&mut document);
     declare_no_store(&mut document);
+    add_accept_loop_statuses(&mut document);
     if let Some(top) = document.as_object_mut() {
         top.insert(
             "servers".into(),
@@ -113,6 +114,25 @@ fn operations(document: &mut Value) -> impl Iterator<Item = (&String, Method, &m
                 Some((path, method, operation))
             })
         })
+}
+
+/// What the accept loop refuses before a request reaches the application (R16): a head larger
+/// than it reads. hyper answers it, with no body.
+const HEAD_TOO_LARGE: &str = "The request's head is larger than 32 KiB (HTTP/2: its header \
+     list is larger than 16 KiB); the answer has no body.";
+
+/// What the accept loop refuses, on every operation: a bare answer of hyper's (no
+/// `Cache-Control`, no body), so it is added after the headers every answer of the
+/// application carries.
+fn add_accept_loop_statuses(document: &mut Value) {
+    for (_, _, operation) in operations(document) {
+        if let Some(responses) = operation
+            .get_mut("responses")
+            .and_then(Value::as_object_mut)
+        {
+            responses.insert("431".into(), json!({ "description": HEAD_TOO_LARGE }));
+        }
+    }
 }
 
 /// What the guard refuses before a handler runs, listed on every operation it can happen to.
@@ -354,10 +374,10 @@ mod tests {
                 .map(|(_, codes)| codes.clone())
                 .unwrap()
         };
-        assert_eq!(of("POST /v1/w"), [200, 400, 403, 408, 413]);
-        assert_eq!(of("DELETE /v1/d/{id}"), [400, 403]);
-        assert!(of("GET /v1/auth").is_empty());
-        assert!(of("GET /v1/r").is_empty());
+        assert_eq!(of("POST /v1/w"), [200, 400, 403, 408, 413, 431]);
+        assert_eq!(of("DELETE /v1/d/{id}"), [400, 403, 431]);
+        assert_eq!(of("GET /v1/auth"), [431]);
+        assert_eq!(of("GET /v1/r"), [431]);
     }
 
     #[test]
