@@ -4,7 +4,6 @@
 //! statement gets an index to walk.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -29,17 +28,7 @@ const TABLES: [&str; 4] = ["users", "sessions", "login_failures", "account_locko
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        if manager.get_database_backend() == DbBackend::MySql {
-            // utf8mb4 stores any client text; its binary collation compares usernames byte for
-            // byte (`Admin` and `admin` are two accounts) and makes no other text fold case.
-            for table in TABLES {
-                db.execute_unprepared(&format!(
-                    "ALTER TABLE {table} CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
-                ))
-                .await?;
-            }
-        }
+        crate::utf8mb4_bin(manager, &TABLES).await?;
         manager
             .exec_stmt(
                 Query::delete()

@@ -2,5 +2,6 @@
 //! recognition's own connections and batched reads (`recognition`). A backend that is not
 //! configured is reported as ignored.
 
+mod audit;
 mod contract;
 mod recognition;

@@ -8,6 +8,7 @@
 //! (`ports`) in the infrastructure crate, and the API calls the actors' traits.
 
 pub mod admin;
+pub mod audit;
 pub mod credential;
 pub mod error;
 #[cfg(any(test, feature = "mocks"))]

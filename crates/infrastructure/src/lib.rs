@@ -3,10 +3,11 @@
 //! bounded queue, per-address token buckets, OS randomness and the system clock.
 //!
 //! The sessions table has one home (`sessions`: its vocabulary in `sessions/table.rs`, the hot
-//! path's statements in `sessions/hot_path.rs`); the other adapters borrow its vocabulary and
-//! never each other. It depends on the domain (whose ports it implements) and never on the API.
+//! path's rooms in `sessions/hot_path/`); the other adapters borrow its vocabulary and never
+//! each other. The audit trail's chain (R19) is `audit`'s. It depends on the domain (whose ports it implements) and never on the API.
 
 mod accounts;
+mod audit;
 mod batches;
 mod db;
 mod entity;
@@ -19,6 +20,7 @@ mod system;
 mod users;
 
 pub use accounts::SeaAccounts;
+pub use audit::SeaAudit;
 pub use db::{PoolOptions, Store, connect, migrate};
 pub use limits::{AddressLimits, MAX_ADDRESSES, Monotonic, SystemMonotonic};
 pub use lockouts::SeaLockouts;

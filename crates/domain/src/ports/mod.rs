@@ -1,10 +1,12 @@
 //! The ports: what the rules need from the outside world, as small role-named contracts.
 //! Adapters live in the infrastructure crate; fakes come from mockall (feature `mocks`).
 
+mod audit;
 mod events;
 mod storage;
 mod system;
 
+pub use audit::AuditTrail;
 pub use events::{Events, NoEvents};
 pub use storage::{
     AccountChange, AccountStore, Created, Expect, LockoutPurge, LockoutRepository, NewSession,
@@ -12,6 +14,8 @@ pub use storage::{
 };
 pub use system::{Clock, HashTicket, PasswordHasher, RateLimits, Timer, TokenSource};
 
+#[cfg(any(test, feature = "mocks"))]
+pub use audit::MockAuditTrail;
 #[cfg(any(test, feature = "mocks"))]
 pub use events::MockEvents;
 #[cfg(any(test, feature = "mocks"))]

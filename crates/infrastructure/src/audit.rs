@@ -1,0 +1,191 @@
+//! `AuditTrail` on SeaORM (R19). An append locks the chain's head row with an UPDATE (a row
+//! lock on PostgreSQL and MySQL/MariaDB, the database's write lock on SQLite), reads it, links
+//! its records after it, and moves it: the last statements before COMMIT, so appends of any
+//! number of processes form one chain and hold the head only briefly.
+
+use async_trait::async_trait;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
+};
+use websessions_domain::InfraError;
+use websessions_domain::audit::{
+    AuditEntry, AuditEvent, AuditRecord, ChainEnds, ChainHash, ChainPoint, Stored,
+};
+use websessions_domain::ports::AuditTrail;
+
+use crate::db::Store;
+use crate::entity::{audit_chain, audit_records};
+use crate::error::{corrupt, lost, retry};
+use crate::patience::Failure;
+use crate::sessions::table::{from_unix, unix};
+
+/// The chain's one row.
+const CHAIN: i32 = 1;
+
+/// The audit trail stored with SeaORM.
+#[derive(Clone, Debug)]
+pub struct SeaAudit {
+    store: Store,
+}
+
+impl SeaAudit {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+fn point(seq: i64, hash: &[u8]) -> Result<ChainPoint, InfraError> {
+    Ok(ChainPoint {
+        seq: u64::try_from(seq).map_err(|_| corrupt("audit sequence number"))?,
+        hash: ChainHash::from_slice(hash).ok_or_else(|| corrupt("audit chain hash"))?,
+    })
+}
+
+fn seq(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+/// Appends `entries` after the chain's head in `txn`, locking the head first: call it last,
+/// just before COMMIT.
+pub(crate) async fn append_in<C: ConnectionTrait>(
+    txn: &C,
+    entries: &[AuditEntry],
+) -> Result<(), Failure> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    audit_chain::Entity::update_many()
+        .col_expr(
+            audit_chain::Column::HeadSeq,
+            Expr::col(audit_chain::Column::HeadSeq),
+        )
+        .filter(audit_chain::Column::Id.eq(CHAIN))
+        .exec(txn)
+        .await
+        .map_err(retry)?;
+    let head = audit_chain::Entity::find_by_id(CHAIN)
+        .one(txn)
+        .await
+        .map_err(retry)?
+        .ok_or_else(|| Failure::Final(corrupt("audit chain (its row is missing)")))?;
+    let mut last = point(head.head_seq, &head.head_hash).map_err(Failure::Final)?;
+    let mut rows = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let record = AuditRecord::link(last.seq + 1, entry.clone(), last.hash);
+        last = ChainPoint {
+            seq: record.seq,
+            hash: record.hash,
+        };
+        rows.push(row(&record));
+    }
+    audit_records::Entity::insert_many(rows)
+        .exec(txn)
+        .await
+        .map_err(retry)?;
+    audit_chain::Entity::update_many()
+        .col_expr(audit_chain::Column::HeadSeq, Expr::value(seq(last.seq)))
+        .col_expr(
+            audit_chain::Column::HeadHash,
+            Expr::value(last.hash.0.to_vec()),
+        )
+        .filter(audit_chain::Column::Id.eq(CHAIN))
+        .exec(txn)
+        .await
+        .map_err(retry)?;
+    Ok(())
+}
+
+fn row(record: &AuditRecord) -> audit_records::ActiveModel {
+    let entry = &record.entry;
+    audit_records::ActiveModel {
+        seq: Set(seq(record.seq)),
+        at: Set(unix(entry.at)),
+        event: Set(entry.event.as_str().to_owned()),
+        username: Set(entry.username.clone()),
+        actor: Set(entry.actor.clone()),
+        session_id: Set(entry.session_id),
+        client_ip: Set(entry.client_ip.clone()),
+        user_agent: Set(entry.user_agent.clone()),
+        details: Set(entry.details_json()),
+        prev_hash: Set(record.prev_hash.0.to_vec()),
+        hash: Set(record.hash.0.to_vec()),
+    }
+}
+
+/// A stored row as a record; unreadable when it could not have been written (it was changed).
+fn stored(row: audit_records::Model) -> Stored {
+    let read = || -> Option<AuditRecord> {
+        let mut entry = AuditEntry::new(AuditEvent::parse(&row.event)?, from_unix(row.at).ok()?);
+        entry.username = row.username.clone();
+        entry.actor = row.actor.clone();
+        entry.session_id = row.session_id;
+        entry.client_ip = row.client_ip.clone();
+        entry.user_agent = row.user_agent.clone();
+        entry.details = AuditEntry::parse_details(&row.details)?;
+        Some(AuditRecord {
+            seq: u64::try_from(row.seq).ok()?,
+            entry,
+            prev_hash: ChainHash::from_slice(&row.prev_hash)?,
+            hash: ChainHash::from_slice(&row.hash)?,
+        })
+    };
+    match read() {
+        Some(record) => Stored::Record(Box::new(record)),
+        None => Stored::Unreadable {
+            seq: u64::try_from(row.seq).unwrap_or(0),
+        },
+    }
+}
+
+#[async_trait]
+impl AuditTrail for SeaAudit {
+    #[tracing::instrument(level = "debug", skip_all, fields(records = entries.len()))]
+    async fn append(&self, entries: Vec<AuditEntry>) -> Result<(), InfraError> {
+        let entries = &entries;
+        self.store
+            .run(|db| async move {
+                let txn = db.begin().await.map_err(retry)?;
+                append_in(&txn, entries).await?;
+                // Never replayed once its COMMIT was sent: the records would be appended twice.
+                txn.commit().await.map_err(|e| Failure::from(lost(e)))
+            })
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn ends(&self) -> Result<ChainEnds, InfraError> {
+        let chain = self
+            .store
+            .run(|db| async move {
+                audit_chain::Entity::find_by_id(CHAIN)
+                    .one(db)
+                    .await
+                    .map_err(retry)
+            })
+            .await?
+            .ok_or_else(|| corrupt("audit chain (its row is missing)"))?;
+        Ok(ChainEnds {
+            anchor: point(chain.anchor_seq, &chain.anchor_hash)?,
+            head: point(chain.head_seq, &chain.head_hash)?,
+        })
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(after = after, limit = limit))]
+    async fn after(&self, after: u64, limit: u64) -> Result<Vec<Stored>, InfraError> {
+        let rows = self
+            .store
+            .run(|db| async move {
+                audit_records::Entity::find()
+                    .filter(audit_records::Column::Seq.gt(seq(after)))
+                    .order_by_asc(audit_records::Column::Seq)
+                    .limit(limit)
+                    .all(db)
+                    .await
+                    .map_err(retry)
+            })
+            .await?;
+        Ok(rows.into_iter().map(stored).collect())
+    }
+}
