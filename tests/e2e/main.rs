@@ -3,7 +3,7 @@
 //! HTTP; real nginx and Chromium where the machine has them. Each test starts its own server on
 //! a free port with a fresh database. By topic: the session holder's lifecycle (`session`),
 //! logins and lockout (`lockout`), administration (`admin`), limits and hostile input
-//! (`limits`), client state (`data`), the edge's bounds on connections (`edge`), the gateway
+//! (`limits`), client state (`data`), the audit trail's command (`audit`), the edge's bounds on connections (`edge`), the gateway
 //! (`gateway`), database restarts (`restart`), the pages in a browser (`browser`), and the
 //! document proved by third-party tools (`tools`); what they share is in `support`, `server`
 //! and `contract`.
@@ -12,6 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
+mod audit;
 mod browser;
 mod chromium;
 mod contract;

@@ -44,12 +44,12 @@ impl Server {
         Self::spawn(url, settings, port, None).await
     }
 
-    /// The port the server listens on.
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
+    /// The port the server listens on.
     pub fn port(&self) -> u16 {
         self.port
     }

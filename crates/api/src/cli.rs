@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+use websessions_domain::audit::ChainPoint;
+
 use crate::config::ConfigArgs;
 
 /// websessions: server-side web sessions.
@@ -26,6 +28,9 @@ pub enum Command {
     User(UserCommand),
     /// Delete expired and ended sessions and expired lockouts; prints how many rows went.
     Purge,
+    /// The audit trail (R19).
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Print the OpenAPI document.
     Openapi,
 }
@@ -45,6 +50,19 @@ pub enum UserCommand {
     SetPassword { name: String },
     /// Clear a username's failed logins and lock.
     Unlock { name: String },
+}
+
+/// The audit trail's commands.
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum AuditCommand {
+    /// Walk the chain from its anchor: print the anchor and the head (SEQ:HASH), or name the
+    /// first broken record and exit 1.
+    Verify {
+        /// A head noted elsewhere, which the chain must still hold (finds a truncation of the
+        /// newest records).
+        #[arg(long, value_name = "SEQ:HASH")]
+        expect_head: Option<ChainPoint>,
+    },
 }
 
 #[cfg(test)]

@@ -8,16 +8,17 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use async_trait::async_trait;
-use websessions_api::cli::{Cli, Command, UserCommand};
+use websessions_api::cli::{AuditCommand, Cli, Command, UserCommand};
 use websessions_api::config::{self, Config, ConfigError, Rejected};
 use websessions_api::http::{self, Context, EdgeSettings, Readiness};
 use websessions_api::metrics::Metrics;
 use websessions_api::server;
 use websessions_api::telemetry;
+use websessions_domain::audit::{self, VerifyError};
 use websessions_domain::{Password, Ports, SessionAdmin, Sessions, Superuser, UserAdmin};
 use websessions_infrastructure::{
-    AddressLimits, Argon2Hasher, OsTokens, PoolOptions, SeaAccounts, SeaLockouts, SeaSessions,
-    SeaUsers, Store, SystemClock, TokioTimer, connect, migrate,
+    AddressLimits, Argon2Hasher, OsTokens, PoolOptions, SeaAccounts, SeaAudit, SeaLockouts,
+    SeaSessions, SeaUsers, Store, SystemClock, TokioTimer, connect, migrate,
 };
 
 #[tokio::main]
@@ -67,6 +68,20 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let services = Services::open(&config).await?;
             user(&services.rules, command).await?;
             services.close().await;
+        }
+        Command::Audit(AuditCommand::Verify { expect_head }) => {
+            let store = open(&config).await?;
+            let verified = audit::verify(&SeaAudit::new(store.clone()), expect_head).await;
+            store.close().await;
+            match verified {
+                Ok(verified) => {
+                    println!("anchor {}", verified.anchor);
+                    println!("head {}", verified.head);
+                    println!("records {}", verified.records);
+                }
+                Err(VerifyError::Broken(broken)) => bail!("the audit chain is broken: {broken}"),
+                Err(VerifyError::Infra(error)) => return Err(error.into()),
+            }
         }
     }
     Ok(())

@@ -319,6 +319,19 @@ impl ChainPoint {
     };
 }
 
+impl std::str::FromStr for ChainPoint {
+    type Err = &'static str;
+
+    /// `SEQ:HASH`, as `Display` writes it and `--expect-head` takes it.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (seq, hash) = text.split_once(':').ok_or("expected SEQ:HASH")?;
+        Ok(Self {
+            seq: seq.parse().map_err(|_| "SEQ is not a whole number")?,
+            hash: ChainHash::parse_hex(hash).ok_or("HASH is not 64 hexadecimal digits")?,
+        })
+    }
+}
+
 impl fmt::Display for ChainPoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.seq, self.hash.hex())
@@ -579,6 +592,10 @@ mod tests {
         assert_eq!(hash.hex().len(), 64);
         assert_eq!(ChainHash::parse_hex(&hash.hex()), Some(hash));
         assert_eq!(ChainHash::parse_hex("zz"), None);
+        let point = ChainPoint { seq: 7, hash };
+        assert_eq!(point.to_string().parse(), Ok(point));
+        assert!("7".parse::<ChainPoint>().is_err());
+        assert!(format!("x:{}", hash.hex()).parse::<ChainPoint>().is_err());
         assert_eq!(ChainHash::parse_hex(&"é".repeat(32)), None);
         assert_eq!(
             AuditEvent::parse("login_failed"),
