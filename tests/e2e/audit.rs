@@ -1,6 +1,8 @@
 //! `websessions audit verify` (R19) as an operator runs it, on every backend: it prints the
 //! chain's anchor and head and exits 0 on an untouched chain, holds a head noted elsewhere,
-//! exits 1 naming the first broken record, and refuses a malformed head with exit 2.
+//! exits 1 naming the first broken record, and refuses a malformed head with exit 2. A chain
+//! that another program wrote from the README's description of the canonical content
+//! (`tests/contract/audit_chain.py`, in Python) verifies: the description is the format.
 
 use std::process::Command;
 
@@ -14,6 +16,9 @@ use websessions_tests::{Backend, TestDb};
 websessions_tests::on! {
     every backend: [
         r19_audit_verify_prints_the_ends_and_names_a_broken_record,
+    ];
+    sqlite as outside needs python: [
+        r19_a_chain_an_outside_tool_wrote_from_the_readme_verifies,
     ];
 }
 
@@ -74,5 +79,31 @@ async fn r19_audit_verify_prints_the_ends_and_names_a_broken_record(backend: Bac
         err.contains("record 2 "),
         "the broken record is named: {err}"
     );
+    db.drop().await;
+}
+
+async fn r19_a_chain_an_outside_tool_wrote_from_the_readme_verifies(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let file = db.url.trim_start_matches("sqlite://");
+    let file = file.split('?').next().unwrap().to_owned();
+    let python = std::env::var("WEBSESSIONS_TEST_PYTHON").unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/contract/audit_chain.py"
+    );
+    let written = Command::new(python)
+        .args([script, &file, "300"])
+        .output()
+        .unwrap();
+    assert!(
+        written.status.success(),
+        "{}",
+        String::from_utf8_lossy(&written.stderr)
+    );
+    let head = String::from_utf8_lossy(&written.stdout).trim().to_owned();
+    let (code, out, err) = verify(&db, &["--expect-head", &head]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(&format!("head {head}")), "{out}");
+    assert!(out.contains("records 300"), "{out}");
     db.drop().await;
 }
