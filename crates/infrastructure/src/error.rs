@@ -18,6 +18,24 @@ fn is_connection_level(error: &DbErr) -> bool {
     }
 }
 
+/// Whether the database rolled back the statement's transaction to break a deadlock or a
+/// serialisation conflict (SQLSTATE 40001 and 40P01, MySQL's 1213): nothing of the
+/// transaction took effect, so it may run again whole. MySQL/MariaDB meet these between
+/// transactions that lock the same names' rows and gaps in different orders (R9's counting
+/// and clearing under a burst).
+fn is_rolled_back_conflict(error: &DbErr) -> bool {
+    let (DbErr::Exec(RuntimeErr::SqlxError(error)) | DbErr::Query(RuntimeErr::SqlxError(error))) =
+        error
+    else {
+        return false;
+    };
+    let sqlx::Error::Database(db) = &**error else {
+        return false;
+    };
+    db.code()
+        .is_some_and(|code| matches!(&*code, "40001" | "40P01" | "1213"))
+}
+
 /// Whether the statement never reached the server (no connection could be had).
 fn never_sent(error: &DbErr) -> bool {
     matches!(error, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
@@ -27,7 +45,7 @@ fn never_sent(error: &DbErr) -> bool {
 /// conditional write, a statement inside a transaction not yet committed): a connection-level
 /// failure lets the unit run again.
 pub(crate) fn retry(error: DbErr) -> Failure {
-    if is_connection_level(&error) {
+    if is_connection_level(&error) || is_rolled_back_conflict(&error) {
         Failure::Retry(error.into())
     } else {
         Failure::Final(InfraError::Unexpected(error.into()))
@@ -61,7 +79,7 @@ pub(crate) fn lost(error: DbErr) -> InfraError {
 /// A statement of a transaction the domain drives: a connection-level failure interrupts it
 /// before anything committed, and the domain may run the transaction again.
 pub(crate) fn interrupted(error: DbErr) -> InfraError {
-    if is_connection_level(&error) {
+    if is_connection_level(&error) || is_rolled_back_conflict(&error) {
         InfraError::Interrupted(error.into())
     } else {
         InfraError::Unexpected(error.into())
