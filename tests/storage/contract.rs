@@ -14,10 +14,12 @@ use sea_orm::ConnectionTrait;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 use tokio::sync::Barrier;
+use websessions_domain::audit::{AuditEntry, AuditEvent};
 use websessions_domain::fixtures::{self, token};
 use websessions_domain::ports::{
     AccountStore, Clock, Created, Expect, HashTicket, LockoutRepository, NewSession, NewUser,
-    NoEvents, PasswordHasher, SessionRepository, Sweep, Target, UserRepository, UserSessions,
+    NoEvents, Owner, PasswordHasher, SessionRepository, Sweep, Target, UserRepository,
+    UserSessions,
 };
 use websessions_domain::{
     Attempt, ClientIp, Counted, Cutoffs, InfraError, LockoutPolicy, LoginAttempt, LoginError,
@@ -27,12 +29,12 @@ use websessions_domain::{
 };
 use websessions_infrastructure::Store;
 use websessions_infrastructure::{
-    AddressLimits, Argon2Hasher, OsTokens, SeaAccounts, SeaLockouts, SeaSessions, SeaUsers,
-    TokioTimer,
+    AddressLimits, Argon2Hasher, OsTokens, SeaAccounts, SeaAudit, SeaLockouts, SeaSessions,
+    SeaUsers, TokioTimer,
 };
 use websessions_tests::{Backend, TestDb};
 
-const NOW: OffsetDateTime = datetime!(2026-03-01 09:00 UTC);
+pub(crate) const NOW: OffsetDateTime = datetime!(2026-03-01 09:00 UTC);
 
 websessions_tests::on! {
     with run;
@@ -81,7 +83,7 @@ where
 
 // ---- helpers ----
 
-fn ip() -> ClientIp {
+pub(crate) fn ip() -> ClientIp {
     fixtures::ip("203.0.113.5")
 }
 
@@ -93,7 +95,7 @@ fn cutoffs_at(now: OffsetDateTime) -> Cutoffs {
     SessionPolicy::default().cutoffs(now)
 }
 
-fn username(name: &str) -> Username {
+pub(crate) fn username(name: &str) -> Username {
     Username::parse(name).unwrap()
 }
 
@@ -128,14 +130,27 @@ async fn new_session(
     .unwrap()
 }
 
-async fn new_user(db: &Store, name: &str) -> User {
+/// A record of `event` at NOW.
+fn record(event: AuditEvent) -> AuditEntry {
+    AuditEntry::new(event, NOW)
+}
+
+/// Maintenance's record of the expired sessions that had a user.
+fn expired_record() -> AuditEntry {
+    record(AuditEvent::SessionsEnded).detail("cause", "expired")
+}
+
+pub(crate) async fn new_user(db: &Store, name: &str) -> User {
     let created = SeaUsers::new(db.clone())
-        .create(NewUser {
-            username: username(name),
-            password_hash: PasswordHash::new("$argon2id$stub"),
-            superuser: false,
-            now: NOW,
-        })
+        .create(
+            NewUser {
+                username: username(name),
+                password_hash: PasswordHash::new("$argon2id$stub"),
+                superuser: false,
+                now: NOW,
+            },
+            record(AuditEvent::UserCreated),
+        )
         .await
         .unwrap();
     match created {
@@ -383,7 +398,7 @@ async fn touch_racing_a_logout_never_revives_the_session(db: Store) {
         let (ender, barrier) = (repo.clone(), barrier.clone());
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            assert!(ender.end(&target(id, round, NOW)).await.unwrap());
+            assert!(ender.end(&target(id, round, NOW), None).await.unwrap());
         }));
         for task in tasks {
             task.await.unwrap();
@@ -399,13 +414,16 @@ async fn touch_racing_a_logout_never_revives_the_session(db: Store) {
 async fn end_deletes_the_row_only_while_the_target_matches(db: Store) {
     let repo = sessions(&db);
     let id = new_session(&repo, 1, SessionKind::Browser, NOW).await;
-    assert!(!repo.end(&target(id, 2, NOW)).await.unwrap());
+    assert!(!repo.end(&target(id, 2, NOW), None).await.unwrap());
     assert!(holds(&repo, id, 1).await);
     let expired = NOW + Duration::hours(1);
-    assert!(!repo.end(&target(id, 1, expired)).await.unwrap(), "expired");
-    assert!(repo.end(&target(id, 1, NOW)).await.unwrap());
     assert!(
-        !repo.end(&target(id, 1, NOW)).await.unwrap(),
+        !repo.end(&target(id, 1, expired), None).await.unwrap(),
+        "expired"
+    );
+    assert!(repo.end(&target(id, 1, NOW), None).await.unwrap());
+    assert!(
+        !repo.end(&target(id, 1, NOW), None).await.unwrap(),
         "already ended"
     );
     assert_eq!(repo.find(id).await.unwrap(), None);
@@ -418,32 +436,32 @@ async fn end_by_id_respects_the_owner_and_validity(db: Store) {
     let alices = logged_in(&db, alice.id, 1, SessionKind::Api).await;
     assert!(
         !repo
-            .end_by_id(alices, Some(bob.id), cutoffs_at(NOW))
+            .end_by_id(alices, Owner::User(bob.id), cutoffs_at(NOW), None)
             .await
             .unwrap()
     );
     let expired = cutoffs_at(NOW + Duration::hours(1));
     assert!(
         !repo
-            .end_by_id(alices, Some(alice.id), expired)
+            .end_by_id(alices, Owner::User(alice.id), expired, None)
             .await
             .unwrap()
     );
     assert!(holds(&repo, alices, 1).await);
     assert!(
-        repo.end_by_id(alices, Some(alice.id), cutoffs_at(NOW))
+        repo.end_by_id(alices, Owner::User(alice.id), cutoffs_at(NOW), None)
             .await
             .unwrap()
     );
     let anonymous = new_session(&repo, 2, SessionKind::Browser, NOW).await;
     assert!(
         !repo
-            .end_by_id(anonymous, Some(alice.id), cutoffs_at(NOW))
+            .end_by_id(anonymous, Owner::User(alice.id), cutoffs_at(NOW), None)
             .await
             .unwrap()
     );
     assert!(
-        repo.end_by_id(anonymous, None, cutoffs_at(NOW))
+        repo.end_by_id(anonymous, Owner::Nobody, cutoffs_at(NOW), None)
             .await
             .unwrap()
     );
@@ -474,7 +492,7 @@ async fn client_state_is_stored_and_read_only_with_the_right_token(db: Store) {
     assert_eq!(repo.data(id, hash(1)).await.unwrap(), Some(data));
     assert_eq!(repo.data(id, hash(2)).await.unwrap(), None);
     // R13: logout wipes it.
-    repo.end(&target(id, 1, NOW)).await.unwrap();
+    repo.end(&target(id, 1, NOW), None).await.unwrap();
     assert_eq!(repo.data(id, hash(1)).await.unwrap(), None);
 }
 
@@ -565,7 +583,7 @@ async fn count_active_since_counts_live_sessions(db: Store) {
     new_session(&repo, 1, SessionKind::Browser, NOW).await;
     new_session(&repo, 2, SessionKind::Browser, NOW - Duration::minutes(20)).await;
     let ended = new_session(&repo, 3, SessionKind::Browser, NOW).await;
-    repo.end(&target(ended, 3, NOW)).await.unwrap();
+    repo.end(&target(ended, 3, NOW), None).await.unwrap();
     assert_eq!(repo.count_active_since(NOW).await.unwrap(), 1);
     let since = NOW - Duration::minutes(20);
     assert_eq!(repo.count_active_since(since).await.unwrap(), 2);
@@ -609,7 +627,10 @@ async fn purge_deletes_every_expired_row_and_no_valid_one(db: Store) {
     change.commit().await.unwrap();
     assert!(repo.touch(&lenient(stale_login, 5), NOW).await.unwrap());
 
-    let deleted = repo.purge(cutoffs_at(NOW), 1000, Sweep::All).await.unwrap();
+    let deleted = repo
+        .purge(cutoffs_at(NOW), 1000, Sweep::All, &expired_record())
+        .await
+        .unwrap();
     assert_eq!(deleted, 3);
     assert!(repo.find(valid_at_limit).await.unwrap().is_some());
     assert!(repo.find(renewed).await.unwrap().is_some());
@@ -624,7 +645,12 @@ async fn purge_works_in_batches_smaller_than_the_backlog(db: Store) {
         new_session(&repo, n, SessionKind::Browser, NOW - Duration::hours(2)).await;
     }
     let keep = new_session(&repo, 9, SessionKind::Browser, NOW).await;
-    assert_eq!(repo.purge(cutoffs_at(NOW), 3, Sweep::All).await.unwrap(), 7);
+    assert_eq!(
+        repo.purge(cutoffs_at(NOW), 3, Sweep::All, &expired_record())
+            .await
+            .unwrap(),
+        7
+    );
     assert!(repo.find(keep).await.unwrap().is_some());
 }
 
@@ -634,7 +660,9 @@ async fn one_batch_of_purge_deletes_at_most_one_batch_of_each_kind(db: Store) {
         new_session(&repo, n, SessionKind::Browser, NOW - Duration::hours(2)).await;
     }
     for expected in [2, 2, 1, 0] {
-        let one_batch = repo.purge(cutoffs_at(NOW), 2, Sweep::OneBatch).await;
+        let one_batch = repo
+            .purge(cutoffs_at(NOW), 2, Sweep::OneBatch, &expired_record())
+            .await;
         assert_eq!(one_batch.unwrap(), expected);
     }
     let lockouts = SeaLockouts::new(db);
@@ -817,12 +845,15 @@ async fn users_are_created_found_listed_and_unique(db: Store) {
     assert_eq!(bob.created_at, NOW);
     assert!(!bob.superuser && !bob.disabled);
     let again = users
-        .create(NewUser {
-            username: username("alice"),
-            password_hash: PasswordHash::new("x"),
-            superuser: true,
-            now: NOW,
-        })
+        .create(
+            NewUser {
+                username: username("alice"),
+                password_hash: PasswordHash::new("x"),
+                superuser: true,
+                now: NOW,
+            },
+            record(AuditEvent::UserCreated),
+        )
         .await
         .unwrap();
     assert_eq!(again, Created::Taken);
@@ -879,7 +910,7 @@ impl Clock for FixedClock {
 }
 
 /// argon2id (cheap parameters) that counts verifications.
-struct CountingHasher {
+pub(crate) struct CountingHasher {
     inner: Argon2Hasher,
     verifications: AtomicU32,
 }
@@ -908,7 +939,7 @@ impl PasswordHasher for CountingHasher {
 }
 
 /// The rules over the real adapters on `db`, with a counting hasher.
-fn service(db: &Store, lockout: LockoutPolicy) -> (Arc<Sessions>, Arc<CountingHasher>) {
+pub(crate) fn service(db: &Store, lockout: LockoutPolicy) -> (Arc<Sessions>, Arc<CountingHasher>) {
     let hasher = Arc::new(CountingHasher {
         inner: Argon2Hasher::fast_for_tests()
             .unwrap()
@@ -926,19 +957,21 @@ fn service(db: &Store, lockout: LockoutPolicy) -> (Arc<Sessions>, Arc<CountingHa
         timer: Arc::new(TokioTimer),
         limits: Arc::new(AddressLimits::new(None, None)),
         events: Arc::new(NoEvents),
+        audit: Arc::new(SeaAudit::new(db.clone())),
     };
     let service = Sessions::new(ports, SessionPolicy::default(), lockout);
     (Arc::new(service), hasher)
 }
 
-fn anonymous() -> Presented {
+pub(crate) fn anonymous() -> Presented {
     Presented {
         credential: None,
         ip: ip(),
+        user_agent: None,
     }
 }
 
-async fn login(
+pub(crate) async fn login(
     service: &Sessions,
     presented: &Presented,
     name: &str,
@@ -972,6 +1005,7 @@ async fn r5e_concurrent_browser_logins_of_one_user_leave_exactly_one_valid_sessi
                 let presented = Presented {
                     credential: started.credential,
                     ip: ip(),
+                    user_agent: None,
                 };
                 barrier.wait().await;
                 login(
@@ -995,13 +1029,14 @@ async fn r5e_concurrent_browser_logins_of_one_user_leave_exactly_one_valid_sessi
         let presented = Presented {
             credential: login.credential,
             ip: ip(),
+            user_agent: None,
         };
         valid += usize::from(service.recognise(&presented).await.unwrap().is_some());
     }
     assert_eq!(valid, 1, "exactly one login may survive");
 }
 
-fn policy(threshold: u32) -> LockoutPolicy {
+pub(crate) fn policy(threshold: u32) -> LockoutPolicy {
     LockoutPolicy::new(threshold, Duration::minutes(10)).unwrap()
 }
 
@@ -1027,7 +1062,7 @@ async fn r9_attempts_count_and_lock_at_each_multiple_of_the_threshold(db: Store)
             assert_eq!(waiting, Attempt::Provisional);
             // Its password did not verify: the lock stands. While it is in force, an attempt
             // is refused and nothing is counted.
-            repo.confirm(&name, counted).await.unwrap();
+            repo.failed(&name, counted, vec![]).await.unwrap();
             let refused = repo.attempt(&name, at, policy(3)).await.unwrap();
             assert_eq!(
                 refused,
@@ -1092,7 +1127,9 @@ async fn r9_a_burst_of_attempts_is_counted_up_to_the_lock_and_no_further(db: Sto
         failure_count: 10,
         started_lock: Some(NOW + Duration::minutes(10)),
     };
-    repo.confirm(&username("alice"), started).await.unwrap();
+    repo.failed(&username("alice"), started, vec![])
+        .await
+        .unwrap();
     assert!(
         !repo
             .state(&username("alice"), NOW)
@@ -1235,6 +1272,7 @@ where
                         Ok(login) => issued.push(Presented {
                             credential: login.credential,
                             ip: ip(),
+                            user_agent: None,
                         }),
                         Err(LoginError::InvalidCredentials) => {}
                         Err(other) => panic!("a login answered {other:?}"),
@@ -1317,7 +1355,9 @@ async fn clearing_removes_failures_and_lock(db: Store) {
         repo.attempt(&name, NOW, policy(3)).await.unwrap();
     }
     assert!(repo.state(&name, NOW).await.unwrap().locked_until.is_some());
-    repo.clear(&name).await.unwrap();
+    repo.clear(&name, record(AuditEvent::Unlocked))
+        .await
+        .unwrap();
     assert_eq!(repo.state(&name, NOW).await.unwrap(), Default::default());
     let Attempt::Counted(first) = repo.attempt(&name, NOW, policy(3)).await.unwrap() else {
         panic!("refused after clearing");

@@ -1,6 +1,7 @@
 //! The command line (SPEC §6). Every command takes the same configuration as `serve`.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use time::OffsetDateTime;
 
 use websessions_domain::audit::ChainPoint;
 
@@ -28,9 +29,8 @@ pub enum Command {
     User(UserCommand),
     /// Delete expired and ended sessions and expired lockouts; prints how many rows went.
     Purge,
-    /// The audit trail (R19).
-    #[command(subcommand)]
-    Audit(AuditCommand),
+    /// Print the audit trail (R19), oldest first; `verify` checks its chain.
+    Audit(AuditArgs),
     /// Print the OpenAPI document.
     Openapi,
 }
@@ -50,6 +50,25 @@ pub enum UserCommand {
     SetPassword { name: String },
     /// Clear a username's failed logins and lock.
     Unlock { name: String },
+}
+
+/// `websessions audit [--since T] [--json]`, or `websessions audit verify`.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub command: Option<AuditCommand>,
+    /// Only records at or after this time (RFC 3339, e.g. 2026-12-01T00:00:00Z).
+    #[arg(long, value_name = "TIME", value_parser = rfc3339)]
+    pub since: Option<OffsetDateTime>,
+    /// One JSON object per line, as the API shows records.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn rfc3339(text: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| "expected an RFC 3339 time such as 2026-12-01T00:00:00Z".to_owned())
 }
 
 /// The audit trail's commands.
@@ -92,5 +111,32 @@ mod tests {
             }))
         );
         assert!(Cli::try_parse_from(["websessions", "user", "unlock"]).is_err());
+    }
+
+    #[test]
+    fn r19_audit_prints_or_verifies() {
+        let cli = Cli::try_parse_from([
+            "websessions",
+            "audit",
+            "--json",
+            "--since",
+            "2026-12-01T00:00:00Z",
+        ])
+        .unwrap();
+        let Some(Command::Audit(args)) = cli.command else {
+            panic!("not the audit command");
+        };
+        assert!(args.json);
+        assert_eq!(args.command, None);
+        assert_eq!(args.since.unwrap().unix_timestamp(), 1_796_083_200);
+        let cli = Cli::try_parse_from(["websessions", "audit", "verify"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Audit(AuditArgs {
+                command: Some(AuditCommand::Verify { expect_head: None }),
+                ..
+            }))
+        ));
+        assert!(Cli::try_parse_from(["websessions", "audit", "--since", "yesterday"]).is_err());
     }
 }

@@ -80,6 +80,10 @@ pub struct ConfigArgs {
     #[arg(long, env = "WEBSESSIONS_HOUSEKEEPING_INTERVAL", default_value = "60s", global = true,
         value_parser = duration_between(Duration::SECOND, MAX_SETTING))]
     pub housekeeping_interval: Duration,
+    /// How long audit records are kept (R19); 0 keeps them all.
+    #[arg(long, env = "WEBSESSIONS_AUDIT_RETENTION", default_value = "400d", global = true,
+        value_parser = duration_between(Duration::ZERO, Duration::days(100 * 365)))]
+    pub audit_retention: Duration,
     /// Name of the session cookie.
     #[arg(long, env = "WEBSESSIONS_COOKIE_NAME", default_value = "__Host-websession",
         global = true, value_parser = cookie_name)]
@@ -311,6 +315,8 @@ pub struct Config {
     pub policy: SessionPolicy,
     pub lockout: LockoutPolicy,
     pub housekeeping_interval: StdDuration,
+    /// `None` keeps every audit record.
+    pub audit_retention: Option<Duration>,
     pub cookie: CookieSettings,
     pub trusted_proxies: Vec<IpNet>,
     pub trusted_origins: TrustedOrigins,
@@ -377,6 +383,7 @@ impl ConfigArgs {
             policy,
             lockout,
             housekeeping_interval: self.housekeeping_interval.unsigned_abs(),
+            audit_retention: (!self.audit_retention.is_zero()).then_some(self.audit_retention),
             cookie: CookieSettings {
                 name: self.cookie_name.clone(),
                 secure: self.cookie_secure,

@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use async_trait::async_trait;
-use websessions_api::cli::{AuditCommand, Cli, Command, UserCommand};
+use websessions_api::cli::{AuditArgs, AuditCommand, Cli, Command, UserCommand};
 use websessions_api::config::{self, Config, ConfigError, Rejected};
 use websessions_api::http::{self, Context, EdgeSettings, Readiness};
 use websessions_api::metrics::Metrics;
 use websessions_api::server;
 use websessions_api::telemetry;
-use websessions_domain::audit::{self, VerifyError};
+use websessions_domain::audit::{self, AuditFilter, MAX_AUDIT_PAGE, VerifyError};
+use websessions_domain::ports::AuditTrail;
 use websessions_domain::{Password, Ports, SessionAdmin, Sessions, Superuser, UserAdmin};
 use websessions_infrastructure::{
     AddressLimits, Argon2Hasher, OsTokens, PoolOptions, SeaAccounts, SeaAudit, SeaLockouts,
@@ -69,7 +70,20 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             user(&services.rules, command).await?;
             services.close().await;
         }
-        Command::Audit(AuditCommand::Verify { expect_head }) => {
+        Command::Audit(AuditArgs {
+            command: None,
+            since,
+            json,
+        }) => {
+            let services = Services::open(&config).await?;
+            let printed = print_audit(&services.rules, since, json).await;
+            services.close().await;
+            printed?;
+        }
+        Command::Audit(AuditArgs {
+            command: Some(AuditCommand::Verify { expect_head }),
+            ..
+        }) => {
             let store = open(&config).await?;
             let verified = audit::verify(&SeaAudit::new(store.clone()), expect_head).await;
             store.close().await;
@@ -84,6 +98,54 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// `websessions audit`: every record since `since`, oldest first, a page at a time; as JSON
+/// lines, or one line of text each.
+async fn print_audit(
+    rules: &Sessions,
+    since: Option<time::OffsetDateTime>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let operator = Superuser::operator();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut after = None;
+    loop {
+        let filter = AuditFilter {
+            since,
+            after,
+            limit: MAX_AUDIT_PAGE,
+            ..AuditFilter::default()
+        };
+        let page = rules.audit(&operator, filter).await?;
+        for record in &page.items {
+            let view = record.to_json();
+            if json {
+                writeln!(out, "{view}")?;
+            } else {
+                let text = |key: &str| view[key].as_str().unwrap_or("-").to_owned();
+                writeln!(
+                    out,
+                    "{seq} {at} {event} user={user} actor={actor} session={session} ip={ip} {details}",
+                    seq = record.seq,
+                    at = text("at"),
+                    event = text("event"),
+                    user = text("username"),
+                    actor = text("actor"),
+                    session = view["session_id"],
+                    ip = text("client_ip"),
+                    details = view["details"],
+                )?;
+            }
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    out.flush()?;
     Ok(())
 }
 
@@ -139,6 +201,7 @@ async fn open(config: &Config) -> anyhow::Result<Store> {
 /// command's metrics go nowhere).
 struct Services {
     store: Store,
+    audit: Arc<SeaAudit>,
     sessions: Arc<SeaSessions>,
     rules: Arc<Sessions>,
     metrics: Arc<Metrics>,
@@ -159,6 +222,7 @@ impl Services {
             .context("cannot set up password hashing")?
             .with_max_pending(config.max_pending_hashes);
         let limits = AddressLimits::new(config.limits.session_start, config.limits.login);
+        let audit = Arc::new(SeaAudit::new(store.clone()));
         let ports = Ports {
             sessions: sessions.clone(),
             accounts: Arc::new(SeaAccounts::new(store.clone())),
@@ -170,10 +234,14 @@ impl Services {
             timer: Arc::new(TokioTimer),
             limits: Arc::new(limits),
             events: metrics.clone(),
+            audit: audit.clone(),
         };
-        let rules = Arc::new(Sessions::new(ports, config.policy.clone(), config.lockout));
+        let rules = Sessions::new(ports, config.policy.clone(), config.lockout)
+            .with_audit_retention(config.audit_retention);
+        let rules = Arc::new(rules);
         Ok(Self {
             store,
+            audit,
             sessions,
             rules,
             metrics,
@@ -238,6 +306,7 @@ async fn serve(services: Services, config: &Config, max_connections: usize) -> a
     let ctx = services.context(config);
     let housekeeping = tokio::spawn(housekeeping(
         ctx.admin.clone(),
+        services.audit.clone(),
         config.housekeeping_interval,
     ));
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -258,8 +327,14 @@ async fn serve(services: Services, config: &Config, max_connections: usize) -> a
     Ok(())
 }
 
-/// R8: maintenance every `interval`; a failure is logged and retried at the next tick.
-async fn housekeeping(admin: Arc<dyn SessionAdmin>, interval: Duration) {
+/// R8: maintenance every `interval`; a failure is logged and retried at the next tick. Each
+/// tick also logs the audit chain's head (R19), so a truncation of the newest records can be
+/// found with `websessions audit verify --expect-head` against a head the logs kept.
+async fn housekeeping(
+    admin: Arc<dyn SessionAdmin>,
+    audit: Arc<dyn AuditTrail>,
+    interval: Duration,
+) {
     // The first run comes one interval after start, not at once: a restart is no reason to
     // purge, and a batch of restarts should not purge together.
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
@@ -274,6 +349,13 @@ async fn housekeeping(admin: Arc<dyn SessionAdmin>, interval: Duration) {
             Err(error) => tracing::warn!(
                 error = format!("{:#}", anyhow::Error::from(error)),
                 "maintenance failed"
+            ),
+        }
+        match audit.ends().await {
+            Ok(ends) => tracing::info!(head = %ends.head, anchor = %ends.anchor, "audit chain"),
+            Err(error) => tracing::warn!(
+                error = format!("{:#}", anyhow::Error::from(error)),
+                "cannot read the audit chain's head"
             ),
         }
     }

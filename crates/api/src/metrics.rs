@@ -7,6 +7,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use websessions_domain::audit::AuditEvent;
 use websessions_domain::ports::Events;
 use websessions_domain::{EndCause, LimitedAction, LoginResult, PurgeReport, SessionKind};
 
@@ -23,6 +24,11 @@ struct KindLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CauseLabel {
     cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabel {
+    event: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -57,6 +63,7 @@ pub struct Metrics {
     purged: Counter,
     rate_limited: Family<ActionLabel, Counter>,
     shed: Counter,
+    audited: Family<EventLabel, Counter>,
     database_wait: Histogram,
     latency: Latency,
 }
@@ -77,6 +84,7 @@ impl Metrics {
         let purged = Counter::default();
         let rate_limited = Family::<ActionLabel, Counter>::default();
         let shed = Counter::default();
+        let audited = Family::<EventLabel, Counter>::default();
         // 25 ms (one backoff) .. ~51 s, past the longest wait (60 s) in the +Inf bucket.
         let database_wait = Histogram::new(exponential_buckets(0.025, 2.0, 12));
         let latency: Latency = Family::new_with_constructor(latency_histogram);
@@ -103,7 +111,7 @@ impl Metrics {
         );
         registry.register(
             "websessions_purged_rows",
-            "Rows deleted by maintenance (sessions and lockouts)",
+            "Rows deleted by maintenance (sessions, lockouts and audit records past retention)",
             purged.clone(),
         );
         registry.register(
@@ -115,6 +123,11 @@ impl Metrics {
             "websessions_shed",
             "Logins and password changes refused because password hashing was saturated",
             shed.clone(),
+        );
+        registry.register(
+            "websessions_audit_records",
+            "Audit records committed (R19), by event",
+            audited.clone(),
         );
         registry.register(
             "websessions_database_wait_seconds",
@@ -135,6 +148,7 @@ impl Metrics {
             purged,
             rate_limited,
             shed,
+            audited,
             database_wait,
             latency,
         }
@@ -209,6 +223,14 @@ impl Events for Metrics {
     fn shed(&self) {
         self.shed.inc();
     }
+
+    fn audited(&self, event: AuditEvent) {
+        self.audited
+            .get_or_create(&EventLabel {
+                event: event.as_str(),
+            })
+            .inc();
+    }
 }
 
 #[cfg(test)]
@@ -228,7 +250,9 @@ mod tests {
             expired_sessions: 1,
             expired_lockouts: 2,
             orphan_failures: 4,
+            audit_records: 8,
         });
+        metrics.audited(AuditEvent::LoginFailed);
         metrics.rate_limited(LimitedAction::Login);
         metrics.shed();
         metrics.observe_request("/v1/session", "GET", 200, 0.001);
@@ -240,7 +264,8 @@ mod tests {
             "websessions_lockouts_total 1",
             "websessions_sessions_started_total{kind=\"api\"} 1",
             "websessions_sessions_ended_total{cause=\"replaced\"} 3",
-            "websessions_purged_rows_total 7",
+            "websessions_purged_rows_total 15",
+            "websessions_audit_records_total{event=\"login_failed\"} 1",
             "websessions_rate_limited_total{action=\"login\"} 1",
             "websessions_shed_total 1",
             "websessions_database_wait_seconds_count 1",

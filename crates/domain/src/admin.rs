@@ -4,9 +4,10 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use crate::audit::{AuditFilter, AuditPage, MAX_AUDIT_PAGE, Stored};
 use crate::error::{AccessError, EndSessionError, InfraError};
 use crate::model::{EndCause, PurgeReport, SessionQuery, SessionRecord, Superuser};
-use crate::ports::Sweep;
+use crate::ports::{Owner, Sweep};
 use crate::service::{Presented, Sessions};
 use crate::value::{SessionId, Username};
 
@@ -56,6 +57,9 @@ pub trait SessionAdmin: Send + Sync {
 
     /// R8: maintenance now, over the whole backlog.
     async fn purge(&self, by: &Superuser) -> Result<PurgeReport, InfraError>;
+
+    /// R19: a page of audit records matching `filter`, in sequence order.
+    async fn audit(&self, by: &Superuser, filter: AuditFilter) -> Result<AuditPage, InfraError>;
 }
 
 #[async_trait]
@@ -63,7 +67,8 @@ impl SessionAdmin for Sessions {
     #[tracing::instrument(level = "debug", skip_all)]
     async fn authorize(&self, presented: &Presented) -> Result<Superuser, AccessError> {
         let me = self.logged_in(presented).await?;
-        Superuser::of(&me.session).ok_or(AccessError::NotSuperuser)
+        let by = Superuser::of(&me.session).ok_or(AccessError::NotSuperuser)?;
+        Ok(by.from_client(me.client))
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -116,18 +121,75 @@ impl SessionAdmin for Sessions {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
-    async fn revoke(&self, _by: &Superuser, id: SessionId) -> Result<(), EndSessionError> {
-        let cutoffs = self.policy.cutoffs(self.ports.clock.now());
-        if self.ports.sessions.end_by_id(id, None, cutoffs).await? {
-            self.ended(EndCause::Revoked, 1);
-            Ok(())
-        } else {
-            Err(EndSessionError::NotFound)
+    async fn revoke(&self, by: &Superuser, id: SessionId) -> Result<(), EndSessionError> {
+        // The row's user is read first, so a user's session is recorded as it ends (R19); the
+        // ending names that owner, so a session a login bound meanwhile is read again.
+        for _ in 0..2 {
+            let cutoffs = self.policy.cutoffs(self.ports.clock.now());
+            let Some(session) = self.ports.sessions.find(id).await? else {
+                break;
+            };
+            let (owner, record) = match &session.user {
+                Some(user) => {
+                    let record = self
+                        .ended_record(EndCause::Revoked, &user.username, 1, by.client())
+                        .actor(by.actor())
+                        .session(id);
+                    (Owner::User(user.id), Some(record))
+                }
+                None => (Owner::Nobody, None),
+            };
+            let audited = record.clone();
+            if self
+                .ports
+                .sessions
+                .end_by_id(id, owner, cutoffs, record)
+                .await?
+            {
+                self.ended(EndCause::Revoked, 1);
+                self.audited(&audited);
+                return Ok(());
+            }
         }
+        Err(EndSessionError::NotFound)
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn purge(&self, _by: &Superuser) -> Result<PurgeReport, InfraError> {
         self.sweep(Sweep::All).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn audit(&self, _by: &Superuser, filter: AuditFilter) -> Result<AuditPage, InfraError> {
+        let limit = filter.limit.clamp(1, MAX_AUDIT_PAGE);
+        // One more than asked tells whether there is a next page.
+        let query = AuditFilter {
+            limit: limit + 1,
+            ..filter
+        };
+        let stored = self.ports.audit.page(&query).await?;
+        let more = stored.len() as u64 > limit;
+        let mut items = Vec::with_capacity(stored.len());
+        for record in stored
+            .into_iter()
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        {
+            match record {
+                Stored::Record(record) => items.push(*record),
+                // A record that could not have been written was changed: say so rather
+                // than hide it (`websessions audit verify` names it too).
+                Stored::Unreadable { seq } => {
+                    return Err(InfraError::Unexpected(anyhow::anyhow!(
+                        "audit record {seq} is unreadable: run `websessions audit verify`"
+                    )));
+                }
+            }
+        }
+        let next = if more {
+            items.last().map(|r| r.seq)
+        } else {
+            None
+        };
+        Ok(AuditPage { items, next })
     }
 }

@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 
 use crate::error::InfraError;
 use crate::ports::AuditTrail;
+use crate::value::{ClientIp, SessionId};
 
 /// A security event's name, as stored and filtered on (R19).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -107,8 +108,44 @@ pub enum Detail {
     Count(u64),
 }
 
+impl From<&str> for Detail {
+    fn from(text: &str) -> Self {
+        Self::Text(text.to_owned())
+    }
+}
+
+impl From<u64> for Detail {
+    fn from(count: u64) -> Self {
+        Self::Count(count)
+    }
+}
+
 /// The longest user agent a record keeps, in characters.
 pub const USER_AGENT_MAX: usize = 256;
+
+/// The longest username or actor a record keeps, in characters (a username as typed can be
+/// longer than any account's).
+pub const NAME_MAX: usize = 191;
+
+/// The actor of what the operator does at the machine (the command line, housekeeping).
+pub const OPERATOR: &str = "cli";
+
+/// Where a request came from, as a record keeps it: the client's address (R11) and its user
+/// agent. Unknown for the operator at the machine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Client {
+    pub ip: Option<ClientIp>,
+    pub user_agent: Option<String>,
+}
+
+/// `text` cut to `max` characters, control characters (which some databases refuse, and
+/// which would forge lines in a terminal) replaced by U+FFFD.
+fn printable(text: &str, max: usize) -> String {
+    text.chars()
+        .take(max)
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect()
+}
 
 /// What happened, before it has its place in the chain. Never a password, token, code,
 /// secret or hash.
@@ -144,8 +181,44 @@ impl AuditEntry {
 
     /// The client's user agent, cut to `USER_AGENT_MAX` characters.
     pub fn user_agent(mut self, agent: &str) -> Self {
-        self.user_agent = Some(agent.chars().take(USER_AGENT_MAX).collect());
+        self.user_agent = Some(printable(agent, USER_AGENT_MAX));
         self
+    }
+
+    /// The username concerned (as typed, for failures), cut to `NAME_MAX` characters.
+    pub fn username(mut self, name: &str) -> Self {
+        self.username = Some(printable(name, NAME_MAX));
+        self
+    }
+
+    /// Who acted: a superuser's or the user's name, or `OPERATOR`.
+    pub fn actor(mut self, actor: &str) -> Self {
+        self.actor = Some(printable(actor, NAME_MAX));
+        self
+    }
+
+    pub fn session(mut self, id: SessionId) -> Self {
+        self.session_id = Some(id.get());
+        self
+    }
+
+    /// Where the request came from.
+    pub fn client(mut self, client: &Client) -> Self {
+        self.client_ip = client.ip.map(|ip| ip.to_string());
+        match &client.user_agent {
+            Some(agent) => self.user_agent(agent),
+            None => self,
+        }
+    }
+
+    pub fn detail(mut self, key: &str, value: impl Into<Detail>) -> Self {
+        self.details.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// How many sessions a `sessions_ended` record ended.
+    pub fn count(self, count: u64) -> Self {
+        self.detail("count", count)
     }
 
     /// The details as their canonical JSON object, which storage keeps as it is.
@@ -241,6 +314,33 @@ impl fmt::Debug for ChainHash {
     }
 }
 
+/// The largest page of records an operator can ask for.
+pub const MAX_AUDIT_PAGE: u64 = 1_000;
+
+/// Which records an operator reads (R19), in sequence order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Only records naming this username (as stored: typed, for failures).
+    pub username: Option<String>,
+    pub event: Option<AuditEvent>,
+    /// Only records at or after this time.
+    pub since: Option<OffsetDateTime>,
+    /// Only records before this time.
+    pub until: Option<OffsetDateTime>,
+    /// Only records after this sequence number: the `next` of the previous page.
+    pub after: Option<u64>,
+    /// 1 to `MAX_AUDIT_PAGE`.
+    pub limit: u64,
+}
+
+/// A page of records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditPage {
+    pub items: Vec<AuditRecord>,
+    /// Pass as `after` for the next page; `None` on the last page.
+    pub next: Option<u64>,
+}
+
 /// A record in the chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditRecord {
@@ -260,6 +360,43 @@ impl AuditRecord {
             prev_hash: prev,
             hash,
         }
+    }
+}
+
+impl AuditRecord {
+    /// The record as R19 shows it (the API and `websessions audit --json`): `{seq, at (RFC
+    /// 3339), event, username, actor, session_id, client_ip, user_agent, details, prev_hash,
+    /// hash}`, hashes in lower-case hexadecimal.
+    pub fn to_json(&self) -> serde_json::Value {
+        let entry = &self.entry;
+        let at = entry
+            .at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let details: serde_json::Map<String, serde_json::Value> = entry
+            .details
+            .iter()
+            .map(|(key, value)| {
+                let value = match value {
+                    Detail::Text(text) => serde_json::Value::from(text.as_str()),
+                    Detail::Count(count) => serde_json::Value::from(*count),
+                };
+                (key.clone(), value)
+            })
+            .collect();
+        serde_json::json!({
+            "seq": self.seq,
+            "at": at,
+            "event": entry.event.as_str(),
+            "username": entry.username,
+            "actor": entry.actor,
+            "session_id": entry.session_id,
+            "client_ip": entry.client_ip,
+            "user_agent": entry.user_agent,
+            "details": details,
+            "prev_hash": self.prev_hash.hex(),
+            "hash": self.hash.hex(),
+        })
     }
 }
 

@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use crate::audit::{AuditEntry, AuditEvent, Client};
 use crate::credential::Credential;
 use crate::error::{
     ChangePasswordError, InfraError, LoginError, RateLimited, RetryAfter, Saturated, SetDataError,
@@ -138,17 +139,39 @@ impl Sessions {
     }
 
     /// R9: a counted attempt whose password did not verify. A lock its count started stands
-    /// from now on (no longer provisional), and is reported.
+    /// from now on (no longer provisional), and is reported; `failure` and, when the lock
+    /// stands, `lock_started` are recorded with it (R19).
     pub(crate) async fn failed(
         &self,
         username: &Username,
         counted: Counted,
+        failure: AuditEntry,
     ) -> Result<(), InfraError> {
+        let mut records = vec![failure];
+        if let Some(until) = counted.started_lock {
+            let lock = AuditEntry::new(AuditEvent::LockStarted, records[0].at)
+                .username(username.as_str())
+                .detail("failures", u64::from(counted.failure_count))
+                .detail("until", rfc3339(until).as_str());
+            records.push(lock);
+        }
+        let audited = records.clone();
+        self.ports
+            .lockouts
+            .failed(username, counted, records)
+            .await?;
         if counted.started_lock.is_some() {
-            self.ports.lockouts.confirm(username, counted).await?;
             self.ports.events.lockout_started();
         }
+        self.audited(&audited);
         Ok(())
+    }
+
+    /// A `login_failed` record (R19) of an attempt at `username` (as typed) for `reason`.
+    pub(crate) fn failure(&self, username: &str, reason: &str, client: &Client) -> AuditEntry {
+        self.record(AuditEvent::LoginFailed, client)
+            .username(username)
+            .detail("reason", reason)
     }
 
     /// R15, then R9's step, for a guess at `username`'s password, with the hashing place
@@ -222,34 +245,48 @@ impl Sessions {
     }
 
     /// R5c: a refused attempt logs out the presented session. A lock its count started
-    /// stands, and is reported.
+    /// stands, and is reported. `failure` is recorded (R19): with the lock's confirmation
+    /// when the attempt was counted, else on its own, right after the verification.
     async fn refuse(
         &self,
+        presented: &Presented,
         proven: Option<&Proven>,
         counted: Option<(&Username, Counted)>,
+        failure: AuditEntry,
     ) -> Result<LoginError, InfraError> {
         if let Some(proven) = proven {
-            self.end_proven(proven, EndCause::Logout).await?;
+            self.end_proven(proven, EndCause::Logout, &presented.client())
+                .await?;
         }
-        if let Some((username, counted)) = counted {
-            self.failed(username, counted).await?;
+        match counted {
+            Some((username, counted)) => self.failed(username, counted, failure).await?,
+            None => {
+                let records = vec![failure];
+                self.ports.audit.append(records.clone()).await?;
+                self.audited(&records);
+            }
         }
         self.ports.events.login(LoginResult::BadCredentials);
         Ok(LoginError::InvalidCredentials)
     }
 
-    /// R5b: the account whose password `password` is, when it is enabled. An unknown user is
-    /// verified against a dummy hash, at the same cost.
+    /// R5b: the account whose password `password` is, when it is enabled; else why not, as
+    /// R19's `login_failed` reason. An unknown user is verified against a dummy hash, at the
+    /// same cost.
     pub(crate) async fn verify_account(
         &self,
         ticket: &HashTicket,
         username: &Username,
         password: Password,
-    ) -> Result<Option<User>, InfraError> {
+    ) -> Result<Result<User, &'static str>, InfraError> {
         let user = self.ports.users.find_by_username(username).await?;
         let hash = user.as_ref().map(|u| u.password_hash.clone());
         let verified = self.ports.hasher.verify(ticket, password, hash).await?;
-        Ok(user.filter(|user| verified && !user.disabled))
+        Ok(match user {
+            Some(user) if verified && !user.disabled => Ok(user),
+            Some(_) if verified => Err(DISABLED),
+            _ => Err(BAD_CREDENTIALS),
+        })
     }
 
     /// R5d, R5e: in one transaction, only while the account is unchanged since its password
@@ -271,7 +308,8 @@ impl Sessions {
                 if p.record.user.as_ref().is_none_or(|u| u.id == user.id) {
                     Some(p)
                 } else {
-                    self.end_proven(&p, EndCause::Logout).await?;
+                    self.end_proven(&p, EndCause::Logout, &presented.client())
+                        .await?;
                     None
                 }
             }
@@ -313,11 +351,29 @@ impl Sessions {
         } else {
             0
         };
+        let client = presented.client();
+        let mut records = vec![
+            self.record(AuditEvent::LoginSucceeded, &client)
+                .username(user.username.as_str())
+                .actor(user.username.as_str())
+                .session(id)
+                .detail("kind", kind.as_str()),
+        ];
+        if replaced > 0 {
+            records.push(
+                self.ended_record(EndCause::Replaced, &user.username, replaced, &client)
+                    .actor(user.username.as_str()),
+            );
+        }
+        for record in &records {
+            change.audit(record.clone());
+        }
         change.commit().await?;
         if !reused {
             self.ports.events.session_started(kind);
         }
         self.ended(EndCause::Replaced, replaced);
+        self.audited(&records);
         Ok(Some(Issued {
             session: SessionRecord {
                 id,
@@ -337,6 +393,16 @@ impl Sessions {
         }))
     }
 }
+
+/// A time as R19's records show it.
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// R19's `login_failed` reasons.
+pub(crate) const BAD_CREDENTIALS: &str = "bad_credentials";
+pub(crate) const DISABLED: &str = "disabled";
 
 pub(crate) fn locked(now: OffsetDateTime, until: OffsetDateTime) -> (OffsetDateTime, RetryAfter) {
     (until, RetryAfter::between(now, until))
@@ -407,9 +473,14 @@ impl SessionHolder for Sessions {
         let ticket = self.admit_hashing()?;
         let now = self.ports.clock.now();
         let proven = self.validate(presented, now).await?;
+        let client = presented.client();
+        let failure = |reason| self.failure(&attempt.username, reason, &client);
         let Ok(username) = Username::parse(&attempt.username) else {
             // R5a: no such name can be locked or counted.
-            return Err(self.refuse(proven.as_ref(), None).await?);
+            let failure = failure(BAD_CREDENTIALS);
+            return Err(self
+                .refuse(presented, proven.as_ref(), None, failure)
+                .await?);
         };
         let (ticket, counted) = match self
             .guess::<LoginError>(ticket, &username, &attempt.password)
@@ -421,16 +492,26 @@ impl SessionHolder for Sessions {
                 let (until, retry_after) = locked(now, until);
                 return Err(LoginError::Locked { until, retry_after });
             }
-            Guess::Overlong => return Err(self.refuse(proven.as_ref(), None).await?),
+            Guess::Overlong => {
+                let failure = failure(BAD_CREDENTIALS);
+                return Err(self
+                    .refuse(presented, proven.as_ref(), None, failure)
+                    .await?);
+            }
         };
         let verified = self
             .verify_account(&ticket, &username, attempt.password)
             .await?;
         drop(ticket);
-        let Some(user) = verified else {
-            return Err(self
-                .refuse(proven.as_ref(), Some((&username, counted)))
-                .await?);
+        let user = match verified {
+            Ok(user) => user,
+            Err(reason) => {
+                let counted = Some((&username, counted));
+                let failure = failure(reason);
+                return Err(self
+                    .refuse(presented, proven.as_ref(), counted, failure)
+                    .await?);
+            }
         };
         // R9: the password verified for an enabled account: its count goes, and its lock if
         // it started one, whatever R5d decides next.
@@ -444,20 +525,24 @@ impl SessionHolder for Sessions {
                 self.ports.events.login(LoginResult::Success);
                 Ok(issued)
             }
-            // R5d: an operator's reset, disabling or deletion won the race.
-            None => Err(self.refuse(proven.as_ref(), None).await?),
+            // R5d: an operator's reset, disabling or deletion won the race: the password
+            // given is no longer the account's, or the account cannot sign in.
+            None => {
+                let failure = failure(BAD_CREDENTIALS);
+                Err(self
+                    .refuse(presented, proven.as_ref(), None, failure)
+                    .await?)
+            }
         }
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn logout(&self, presented: &Presented) -> Result<(), InfraError> {
         let now = self.ports.clock.now();
-        if let Some(credential) = &presented.credential {
-            let hash = credential.token().hash();
-            let target = self.target(credential.id(), hash, presented.ip, now);
-            if self.ports.sessions.end(&target).await? {
-                self.ended(EndCause::Logout, 1);
-            }
+        // One read first, so a logged-in session's ending is recorded with it (R19).
+        if let Some(proven) = self.validate(presented, now).await? {
+            self.end_proven(&proven, EndCause::Logout, &presented.client())
+                .await?;
         }
         // R6: "perform periodic maintenance, as this is a good time". One batch only: the
         // backlog is housekeeping's, and a logout must stay quick. The logout itself has

@@ -2,8 +2,10 @@
 
 use async_trait::async_trait;
 
+use crate::audit::Client;
 use crate::error::{EndSessionError, InfraError, LoginRequired};
 use crate::model::{EndCause, SessionQuery, SessionRecord, SessionUser};
+use crate::ports::Owner;
 use crate::service::{Presented, Sessions};
 use crate::value::SessionId;
 
@@ -16,6 +18,8 @@ pub const MY_SESSIONS_LIMIT: u64 = 500;
 pub struct Me {
     pub session: SessionRecord,
     pub user: SessionUser,
+    /// Where the request came from (R19's records).
+    pub client: Client,
 }
 
 /// What a logged-in user can do with their own sessions.
@@ -51,6 +55,7 @@ impl Sessions {
         Ok(Me {
             session: proven.record,
             user,
+            client: presented.client(),
         })
     }
 }
@@ -79,13 +84,20 @@ impl SelfService for Sessions {
     #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
     async fn end_my_session(&self, me: &Me, id: SessionId) -> Result<(), EndSessionError> {
         let cutoffs = self.policy.cutoffs(self.ports.clock.now());
+        let name = me.user.username.as_str();
+        let record = self
+            .ended_record(EndCause::Revoked, &me.user.username, 1, &me.client)
+            .actor(name)
+            .session(id);
+        let owner = Owner::User(me.user.id);
         if self
             .ports
             .sessions
-            .end_by_id(id, Some(me.user.id), cutoffs)
+            .end_by_id(id, owner, cutoffs, Some(record.clone()))
             .await?
         {
             self.ended(EndCause::Revoked, 1);
+            self.audited([&record]);
             Ok(())
         } else {
             Err(EndSessionError::NotFound)
@@ -95,8 +107,9 @@ impl SelfService for Sessions {
     #[tracing::instrument(level = "debug", skip_all)]
     async fn end_my_other_sessions(&self, me: &Me) -> Result<u64, InfraError> {
         let except = Some(me.session.id);
+        let by = (me.user.username.as_str(), &me.client);
         let ended = self
-            .end_sessions_of(me.user.id, except, EndCause::Revoked)
+            .end_sessions_of(&me.user.username, me.user.id, except, by)
             .await?;
         Ok(ended.unwrap_or(0))
     }

@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 
 use crate::value::{ClientIp, PasswordHash, SessionId, SessionKind, UserId, Username};
 
+use crate::audit::{Client, OPERATOR};
 use crate::credential::TokenHash;
 
 /// A session row as recognition needs it, with its user's identity (one indexed read).
@@ -85,11 +86,13 @@ pub struct PurgeReport {
     pub expired_lockouts: u64,
     /// Recorded failures of usernames without an account and without a lock in force.
     pub orphan_failures: u64,
+    /// Audit records past their retention (R19).
+    pub audit_records: u64,
 }
 
 impl PurgeReport {
     pub fn total(&self) -> u64 {
-        self.expired_sessions + self.expired_lockouts + self.orphan_failures
+        self.expired_sessions + self.expired_lockouts + self.orphan_failures + self.audit_records
     }
 }
 
@@ -167,6 +170,8 @@ impl LimitedAction {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Superuser {
     username: Option<Username>,
+    /// Where the superuser's request came from (R19's records).
+    client: Client,
 }
 
 impl Superuser {
@@ -178,16 +183,36 @@ impl Superuser {
             .filter(|user| user.superuser)
             .map(|user| Self {
                 username: Some(user.username.clone()),
+                client: Client::default(),
             })
     }
 
     /// The operator at the machine: `websessions user ...`, `websessions purge`, housekeeping.
     pub fn operator() -> Self {
-        Self { username: None }
+        Self {
+            username: None,
+            client: Client::default(),
+        }
+    }
+
+    /// The same superuser, acting from `client`.
+    #[must_use]
+    pub fn from_client(mut self, client: Client) -> Self {
+        self.client = client;
+        self
     }
 
     /// Who acts: the superuser's name, or `None` for the operator.
     pub fn username(&self) -> Option<&Username> {
         self.username.as_ref()
+    }
+
+    /// Who acts, as an audit record names them: the superuser's name, or `cli`.
+    pub fn actor(&self) -> &str {
+        self.username.as_ref().map_or(OPERATOR, Username::as_str)
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 }

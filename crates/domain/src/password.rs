@@ -4,8 +4,9 @@
 
 use time::OffsetDateTime;
 
+use crate::audit::{AuditEvent, Client};
 use crate::error::{ChangePasswordError, InfraError};
-use crate::holder::{Guess, locked};
+use crate::holder::{BAD_CREDENTIALS, Guess, locked};
 use crate::model::{EndCause, User};
 use crate::ports::{Expect, UserSessions};
 use crate::service::{Issued, Presented, Proven, Sessions};
@@ -37,11 +38,26 @@ impl Sessions {
                 let (until, retry_after) = locked(now, until);
                 return Err(ChangePasswordError::Locked { until, retry_after });
             }
-            Guess::Overlong => return Err(ChangePasswordError::WrongPassword),
+            Guess::Overlong => {
+                let records = vec![self.wrong_password(
+                    &me.username,
+                    BAD_CREDENTIALS,
+                    &proven,
+                    &presented.client(),
+                )];
+                self.ports.audit.append(records.clone()).await?;
+                self.audited(&records);
+                return Err(ChangePasswordError::WrongPassword);
+            }
         };
-        let Some(user) = self.verify_account(&ticket, &me.username, current).await? else {
-            self.failed(&me.username, counted).await?;
-            return Err(ChangePasswordError::WrongPassword);
+        let user = match self.verify_account(&ticket, &me.username, current).await? {
+            Ok(user) => user,
+            Err(reason) => {
+                let failure =
+                    self.wrong_password(&me.username, reason, &proven, &presented.client());
+                self.failed(&me.username, counted, failure).await?;
+                return Err(ChangePasswordError::WrongPassword);
+            }
         };
         self.ports.lockouts.verified(&me.username, counted).await?;
         let new = NewPassword::parse(new)?;
@@ -51,9 +67,27 @@ impl Sessions {
             .hash(&ticket, new.password().clone())
             .await?;
         drop(ticket);
-        self.again(|| self.rotate_for_new_password(proven.clone(), &user, new_hash.clone(), now))
-            .await?
-            .ok_or(ChangePasswordError::NotLoggedIn)
+        let client = presented.client();
+        self.again(|| {
+            self.rotate_for_new_password(proven.clone(), &user, new_hash.clone(), now, &client)
+        })
+        .await?
+        .ok_or(ChangePasswordError::NotLoggedIn)
+    }
+
+    /// R19: a password change's current password that did not verify is a failed login of
+    /// the session's user, recorded with the session it came through.
+    fn wrong_password(
+        &self,
+        username: &crate::value::Username,
+        reason: &str,
+        proven: &Proven,
+        client: &Client,
+    ) -> crate::audit::AuditEntry {
+        self.failure(username.as_str(), reason, client)
+            .actor(username.as_str())
+            .session(proven.record.id)
+            .detail("during", "password_change")
     }
 
     /// R7, in one transaction while the account is unchanged since the current password
@@ -65,6 +99,7 @@ impl Sessions {
         user: &User,
         new_hash: PasswordHash,
         now: OffsetDateTime,
+        client: &Client,
     ) -> Result<Option<Issued>, InfraError> {
         let Proven { mut record, target } = proven;
         let (credential, token_hash) = self.new_credential(record.id)?;
@@ -83,8 +118,25 @@ impl Sessions {
             cutoffs: self.policy.cutoffs(now),
         };
         let ended = change.end_sessions(others).await?;
+        let name = user.username.as_str();
+        let mut records = vec![
+            self.record(AuditEvent::PasswordChanged, client)
+                .username(name)
+                .actor(name)
+                .session(record.id),
+        ];
+        if ended > 0 {
+            records.push(
+                self.ended_record(EndCause::PasswordChange, &user.username, ended, client)
+                    .actor(name),
+            );
+        }
+        for entry in &records {
+            change.audit(entry.clone());
+        }
         change.commit().await?;
         self.ended(EndCause::PasswordChange, ended);
+        self.audited(&records);
         record.token_hash = token_hash;
         record.last_activity_at = now;
         Ok(Some(Issued {

@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+use crate::audit::{AuditEntry, AuditEvent, Client};
 use crate::credential::{Credential, TokenHash};
 use crate::error::InfraError;
 use crate::model::{EndCause, PurgeReport, SessionRecord};
 use crate::policy::{LockoutPolicy, SessionPolicy};
 use crate::ports::{
-    AccountStore, Clock, Events, Expect, LockoutRepository, PasswordHasher, RateLimits,
+    AccountStore, AuditTrail, Clock, Events, Expect, LockoutRepository, PasswordHasher, RateLimits,
     SessionRepository, Sweep, Target, Timer, TokenSource, UserRepository, UserSessions,
 };
 use crate::value::{ClientIp, SessionId, UserId};
@@ -25,11 +26,24 @@ pub const PURGE_BATCH: u64 = 1000;
 /// the storage has waited for the database to be back.
 const RERUNS: usize = 3;
 
-/// What a request presents: its credential (if any parsed) and its client IP (R11).
+/// What a request presents: its credential (if any parsed), its client IP (R11) and, for a
+/// request that may change state, its user agent (what an audit record keeps, R19; reading
+/// requests leave it out, so recognition copies nothing).
 #[derive(Clone, Debug)]
 pub struct Presented {
     pub credential: Option<Credential>,
     pub ip: ClientIp,
+    pub user_agent: Option<String>,
+}
+
+impl Presented {
+    /// Where the request came from, as an audit record keeps it.
+    pub fn client(&self) -> Client {
+        Client {
+            ip: Some(self.ip),
+            user_agent: self.user_agent.clone(),
+        }
+    }
 }
 
 /// A session as recognised, with the credential its holder must use from now on when it is
@@ -55,6 +69,7 @@ pub struct Ports {
     pub timer: Arc<dyn Timer>,
     pub limits: Arc<dyn RateLimits>,
     pub events: Arc<dyn Events>,
+    pub audit: Arc<dyn AuditTrail>,
 }
 
 /// The rules, implemented over the ports: one value serves every actor's trait
@@ -64,6 +79,8 @@ pub struct Sessions {
     pub(crate) ports: Ports,
     pub(crate) policy: SessionPolicy,
     pub(crate) lockout: LockoutPolicy,
+    /// How long audit records are kept (R19); `None` keeps them all.
+    pub(crate) audit_retention: Option<time::Duration>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -88,7 +105,41 @@ impl Sessions {
             ports,
             policy,
             lockout,
+            audit_retention: None,
         }
+    }
+
+    /// Keeps audit records for `retention` (R19); `None` keeps them all.
+    #[must_use]
+    pub fn with_audit_retention(mut self, retention: Option<time::Duration>) -> Self {
+        self.audit_retention = retention;
+        self
+    }
+
+    /// A record of `event`, now, from `client` (R19).
+    pub(crate) fn record(&self, event: AuditEvent, client: &Client) -> AuditEntry {
+        AuditEntry::new(event, self.ports.clock.now()).client(client)
+    }
+
+    /// Reports records that committed (R19's metric).
+    pub(crate) fn audited<'a>(&self, entries: impl IntoIterator<Item = &'a AuditEntry>) {
+        for entry in entries {
+            self.ports.events.audited(entry.event);
+        }
+    }
+
+    /// A `sessions_ended` record of the sessions of `user` that `cause` ended (R19).
+    pub(crate) fn ended_record(
+        &self,
+        cause: EndCause,
+        user: &crate::value::Username,
+        count: u64,
+        client: &Client,
+    ) -> AuditEntry {
+        self.record(AuditEvent::SessionsEnded, client)
+            .username(user.as_str())
+            .detail("cause", cause.as_str())
+            .count(count)
     }
 
     pub fn policy(&self) -> &SessionPolicy {
@@ -161,14 +212,30 @@ impl Sessions {
         Ok(Some(proven))
     }
 
-    /// Ends a presented session while it still matches; reports it under `cause`.
+    /// Ends a presented session while it still matches; reports it under `cause`, and
+    /// records it when it had a user: as `event` (a logout), else as `sessions_ended`.
     pub(crate) async fn end_proven(
         &self,
         proven: &Proven,
         cause: EndCause,
+        client: &Client,
     ) -> Result<(), InfraError> {
-        if self.ports.sessions.end(&proven.target).await? {
+        // The target names the token, and a login always rotates it: while the target
+        // matches, the row's user is the one read.
+        let record = proven.record.user.as_ref().map(|user| {
+            let entry = match cause {
+                EndCause::Logout => self
+                    .record(AuditEvent::Logout, client)
+                    .username(user.username.as_str())
+                    .actor(user.username.as_str()),
+                _ => self.ended_record(cause, &user.username, 1, client),
+            };
+            entry.session(proven.record.id)
+        });
+        let audited = record.clone();
+        if self.ports.sessions.end(&proven.target, record).await? {
             self.ended(cause, 1);
+            self.audited(&audited);
         }
         Ok(())
     }
@@ -210,37 +277,47 @@ impl Sessions {
 
     /// Ends every valid session of `user` except `except`, after taking the user's row (one
     /// lock order with logins); how many ended, or `None` when the user no longer exists.
+    /// `by` is recorded as the actor (R19).
     pub(crate) async fn end_sessions_of(
         &self,
-        user: UserId,
+        user: &crate::value::Username,
+        id: UserId,
         except: Option<SessionId>,
-        cause: EndCause,
+        by: (&str, &Client),
     ) -> Result<Option<u64>, InfraError> {
-        self.again(|| self.end_sessions_once(user, except, cause))
+        self.again(|| self.end_sessions_once(user, id, except, by))
             .await
     }
 
     async fn end_sessions_once(
         &self,
-        user: UserId,
+        user: &crate::value::Username,
+        id: UserId,
         except: Option<SessionId>,
-        cause: EndCause,
+        (actor, client): (&str, &Client),
     ) -> Result<Option<u64>, InfraError> {
+        let cause = EndCause::Revoked;
         let mut change = self.ports.accounts.begin().await?;
-        if !change.lock_user(user, Expect::Exists).await? {
+        if !change.lock_user(id, Expect::Exists).await? {
             return Ok(None);
         }
         let now = self.ports.clock.now();
         let ended = change
             .end_sessions(UserSessions {
-                user,
+                user: id,
                 kind: None,
                 except,
                 cutoffs: self.policy.cutoffs(now),
             })
             .await?;
+        let record =
+            (ended > 0).then(|| self.ended_record(cause, user, ended, client).actor(actor));
+        if let Some(record) = &record {
+            change.audit(record.clone());
+        }
         change.commit().await?;
         self.ended(cause, ended);
+        self.audited(&record);
         Ok(Some(ended))
     }
 
@@ -249,16 +326,29 @@ impl Sessions {
     pub(crate) async fn sweep(&self, sweep: Sweep) -> Result<PurgeReport, InfraError> {
         let now = self.ports.clock.now();
         let cutoffs = self.policy.cutoffs(now);
+        let expired = AuditEntry::new(AuditEvent::SessionsEnded, now)
+            .actor(crate::audit::OPERATOR)
+            .detail("cause", EndCause::Expired.as_str());
         let expired_sessions = self
             .ports
             .sessions
-            .purge(cutoffs, PURGE_BATCH, sweep)
+            .purge(cutoffs, PURGE_BATCH, sweep, &expired)
             .await?;
         let lockouts = self.ports.lockouts.purge(now, PURGE_BATCH, sweep).await?;
+        let audit_records = match self.audit_retention {
+            Some(retention) => {
+                self.ports
+                    .audit
+                    .expire(now - retention, PURGE_BATCH, sweep)
+                    .await?
+            }
+            None => 0,
+        };
         let report = PurgeReport {
             expired_sessions,
             expired_lockouts: lockouts.expired_locks,
             orphan_failures: lockouts.orphan_failures,
+            audit_records,
         };
         self.ended(EndCause::Expired, expired_sessions);
         self.ports.events.purged(report);

@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 
+use crate::audit::AuditEvent;
 use crate::error::{CreateUserError, InfraError, ResetPasswordError, UserError};
 use crate::model::{EndCause, LockoutState, Superuser, User};
 use crate::ports::{AccountChange, Created, Expect, NewUser, UserSessions};
@@ -70,16 +71,18 @@ impl Sessions {
     }
 
     /// Runs `work` in an account transaction on `user`'s row, then ends all the user's valid
-    /// sessions when `end_sessions` says so; `None` when the user was deleted meanwhile.
+    /// sessions when `end_sessions` says so, recording `event` by `by` (and the sessions
+    /// ended) with it (R19); `None` when the user was deleted meanwhile.
     async fn change_account(
         &self,
         user: &User,
         end_sessions: bool,
+        (by, event): (&Superuser, AuditEvent),
         work: impl for<'a> Fn(&'a mut Box<dyn AccountChange>) -> BoxFuture<'a, Result<(), InfraError>>
         + Send
         + Sync,
     ) -> Result<Option<u64>, InfraError> {
-        self.again(|| self.change_account_once(user, end_sessions, &work))
+        self.again(|| self.change_account_once(user, end_sessions, (by, event), &work))
             .await
     }
 
@@ -87,6 +90,7 @@ impl Sessions {
         &self,
         user: &User,
         end_sessions: bool,
+        (by, event): (&Superuser, AuditEvent),
         work: &(
              impl for<'a> Fn(&'a mut Box<dyn AccountChange>) -> BoxFuture<'a, Result<(), InfraError>>
              + Send
@@ -110,8 +114,24 @@ impl Sessions {
             0
         };
         work(&mut change).await?;
+        let name = user.username.as_str();
+        let mut records = vec![
+            self.record(event, by.client())
+                .username(name)
+                .actor(by.actor()),
+        ];
+        if ended > 0 {
+            records.push(
+                self.ended_record(EndCause::Revoked, &user.username, ended, by.client())
+                    .actor(by.actor()),
+            );
+        }
+        for record in &records {
+            change.audit(record.clone());
+        }
         change.commit().await?;
         self.ended(EndCause::Revoked, ended);
+        self.audited(&records);
         Ok(Some(ended))
     }
 }
@@ -121,7 +141,7 @@ impl UserAdmin for Sessions {
     #[tracing::instrument(level = "debug", skip_all, fields(username = %username))]
     async fn create_user(
         &self,
-        _by: &Superuser,
+        by: &Superuser,
         username: &str,
         password: Password,
         superuser: bool,
@@ -135,14 +155,22 @@ impl UserAdmin for Sessions {
             .hash(&ticket, password.password().clone())
             .await?;
         drop(ticket);
+        let record = self
+            .record(AuditEvent::UserCreated, by.client())
+            .username(username.as_str())
+            .actor(by.actor())
+            .detail("superuser", if superuser { "true" } else { "false" });
         let new = NewUser {
             username,
             password_hash,
             superuser,
             now: self.ports.clock.now(),
         };
-        match self.ports.users.create(new).await? {
-            Created::User(user) => Ok(user),
+        match self.ports.users.create(new, record.clone()).await? {
+            Created::User(user) => {
+                self.audited([&record]);
+                Ok(user)
+            }
             Created::Taken => Err(CreateUserError::Taken),
         }
     }
@@ -165,10 +193,11 @@ impl UserAdmin for Sessions {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(username = %username))]
-    async fn delete_user(&self, _by: &Superuser, username: &str) -> Result<(), UserError> {
+    async fn delete_user(&self, by: &Superuser, username: &str) -> Result<(), UserError> {
         let user = self.existing_user(username).await?;
         let id = user.id;
-        self.change_account(&user, true, |change| {
+        let record = (by, AuditEvent::UserDeleted);
+        self.change_account(&user, true, record, |change| {
             Box::pin(async move { change.delete_user(id).await })
         })
         .await?
@@ -179,7 +208,7 @@ impl UserAdmin for Sessions {
     #[tracing::instrument(level = "debug", skip_all, fields(username = %username))]
     async fn reset_password(
         &self,
-        _by: &Superuser,
+        by: &Superuser,
         username: &str,
         password: Password,
     ) -> Result<(), ResetPasswordError> {
@@ -199,7 +228,8 @@ impl UserAdmin for Sessions {
             .await?;
         drop(ticket);
         let (id, now) = (user.id, self.ports.clock.now());
-        self.change_account(&user, true, |change| {
+        let record = (by, AuditEvent::PasswordReset);
+        self.change_account(&user, true, record, |change| {
             let hash = hash.clone();
             Box::pin(async move { change.set_password(id, hash, now).await })
         })
@@ -209,21 +239,32 @@ impl UserAdmin for Sessions {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(username = %username))]
-    async fn unlock(&self, _by: &Superuser, username: &str) -> Result<(), UserError> {
+    async fn unlock(&self, by: &Superuser, username: &str) -> Result<(), UserError> {
         let username = Username::parse(username).map_err(|_| UserError::NotFound)?;
-        Ok(self.ports.lockouts.clear(&username).await?)
+        let record = self
+            .record(AuditEvent::Unlocked, by.client())
+            .username(username.as_str())
+            .actor(by.actor());
+        self.ports.lockouts.clear(&username, record.clone()).await?;
+        self.audited([&record]);
+        Ok(())
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(username = %username))]
     async fn set_disabled(
         &self,
-        _by: &Superuser,
+        by: &Superuser,
         username: &str,
         disabled: bool,
     ) -> Result<(), UserError> {
         let user = self.existing_user(username).await?;
         let id = user.id;
-        self.change_account(&user, disabled, |change| {
+        let event = if disabled {
+            AuditEvent::UserDisabled
+        } else {
+            AuditEvent::UserEnabled
+        };
+        self.change_account(&user, disabled, (by, event), |change| {
             Box::pin(async move { change.set_disabled(id, disabled).await })
         })
         .await?
@@ -232,9 +273,10 @@ impl UserAdmin for Sessions {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(username = %username))]
-    async fn end_user_sessions(&self, _by: &Superuser, username: &str) -> Result<u64, UserError> {
+    async fn end_user_sessions(&self, by: &Superuser, username: &str) -> Result<u64, UserError> {
         let user = self.existing_user(username).await?;
-        self.end_sessions_of(user.id, None, EndCause::Revoked)
+        let actor = (by.actor(), by.client());
+        self.end_sessions_of(&user.username, user.id, None, actor)
             .await?
             .ok_or(UserError::NotFound)
     }

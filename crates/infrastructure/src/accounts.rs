@@ -3,20 +3,24 @@
 //! takes the row lock before any session row, so every change that ends several of a user's
 //! sessions (logins, password changes and resets, disabling, deletion, ending all sessions)
 //! locks in one order and none deadlocks; on SQLite it takes the database's write lock before
-//! any read, so no transaction fails to upgrade.
+//! any read, so no transaction fails to upgrade. Its audit records (R19) are appended by
+//! `commit`, just before COMMIT: the chain's head is the last lock it takes.
 
 use async_trait::async_trait;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, TransactionTrait};
 use time::OffsetDateTime;
+use websessions_domain::audit::AuditEntry;
 use websessions_domain::ports::{
     AccountChange, AccountStore, Expect, NewSession, Target, UserSessions,
 };
 use websessions_domain::{InfraError, PasswordHash, SessionId, TokenHash, UserId};
 
+use crate::audit::append_in;
 use crate::db::Store;
 use crate::entity::{sessions, users};
 use crate::error::{interrupted, lost, retry};
+use crate::patience::Failure;
 use crate::sessions::table::{hash_bytes, matches, unix, user_sessions};
 use crate::sessions::{insert, inserted};
 
@@ -43,13 +47,18 @@ impl AccountStore for SeaAccounts {
             .store
             .run(|db| async move { db.begin().await.map_err(retry) })
             .await?;
-        Ok(Box::new(SeaAccountChange { txn }))
+        Ok(Box::new(SeaAccountChange {
+            txn,
+            audit: Vec::new(),
+        }))
     }
 }
 
 /// One account transaction; dropped without `commit`, it rolls back.
 struct SeaAccountChange {
     txn: DatabaseTransaction,
+    /// Records appended just before COMMIT.
+    audit: Vec<AuditEntry>,
 }
 
 impl SeaAccountChange {
@@ -190,8 +199,18 @@ impl AccountChange for SeaAccountChange {
             .map(drop)
     }
 
+    fn audit(&mut self, entry: AuditEntry) {
+        self.audit.push(entry);
+    }
+
     #[tracing::instrument(level = "debug", skip_all)]
     async fn commit(self: Box<Self>) -> Result<(), InfraError> {
+        append_in(&self.txn, &self.audit)
+            .await
+            .map_err(|failure| match failure {
+                Failure::Retry(error) => InfraError::Interrupted(error),
+                Failure::Final(error) => error,
+            })?;
         self.txn.commit().await.map_err(lost)
     }
 }

@@ -9,11 +9,12 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, TransactionTrait,
 };
+use time::OffsetDateTime;
 use websessions_domain::InfraError;
 use websessions_domain::audit::{
-    AuditEntry, AuditEvent, AuditRecord, ChainEnds, ChainHash, ChainPoint, Stored,
+    AuditEntry, AuditEvent, AuditFilter, AuditRecord, ChainEnds, ChainHash, ChainPoint, Stored,
 };
-use websessions_domain::ports::AuditTrail;
+use websessions_domain::ports::{AuditTrail, Sweep};
 
 use crate::db::Store;
 use crate::entity::{audit_chain, audit_records};
@@ -47,15 +48,8 @@ fn seq(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
-/// Appends `entries` after the chain's head in `txn`, locking the head first: call it last,
-/// just before COMMIT.
-pub(crate) async fn append_in<C: ConnectionTrait>(
-    txn: &C,
-    entries: &[AuditEntry],
-) -> Result<(), Failure> {
-    if entries.is_empty() {
-        return Ok(());
-    }
+/// Locks the chain's row in `txn` (a write that changes nothing) and reads it.
+async fn lock_chain<C: ConnectionTrait>(txn: &C) -> Result<audit_chain::Model, Failure> {
     audit_chain::Entity::update_many()
         .col_expr(
             audit_chain::Column::HeadSeq,
@@ -65,11 +59,23 @@ pub(crate) async fn append_in<C: ConnectionTrait>(
         .exec(txn)
         .await
         .map_err(retry)?;
-    let head = audit_chain::Entity::find_by_id(CHAIN)
+    audit_chain::Entity::find_by_id(CHAIN)
         .one(txn)
         .await
         .map_err(retry)?
-        .ok_or_else(|| Failure::Final(corrupt("audit chain (its row is missing)")))?;
+        .ok_or_else(|| Failure::Final(corrupt("audit chain (its row is missing)")))
+}
+
+/// Appends `entries` after the chain's head in `txn`, locking the head first: call it last,
+/// just before COMMIT.
+pub(crate) async fn append_in<C: ConnectionTrait>(
+    txn: &C,
+    entries: &[AuditEntry],
+) -> Result<(), Failure> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let head = lock_chain(txn).await?;
     let mut last = point(head.head_seq, &head.head_hash).map_err(Failure::Final)?;
     let mut rows = Vec::with_capacity(entries.len());
     for entry in entries {
@@ -187,5 +193,96 @@ impl AuditTrail for SeaAudit {
             })
             .await?;
         Ok(rows.into_iter().map(stored).collect())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(limit = filter.limit))]
+    async fn page(&self, filter: &AuditFilter) -> Result<Vec<Stored>, InfraError> {
+        let mut find = audit_records::Entity::find();
+        if let Some(name) = &filter.username {
+            find = find.filter(audit_records::Column::Username.eq(name.as_str()));
+        }
+        if let Some(event) = filter.event {
+            find = find.filter(audit_records::Column::Event.eq(event.as_str()));
+        }
+        if let Some(since) = filter.since {
+            find = find.filter(audit_records::Column::At.gte(unix(since)));
+        }
+        if let Some(until) = filter.until {
+            find = find.filter(audit_records::Column::At.lt(unix(until)));
+        }
+        if let Some(after) = filter.after {
+            find = find.filter(audit_records::Column::Seq.gt(seq(after)));
+        }
+        let find = &find
+            .order_by_asc(audit_records::Column::Seq)
+            .limit(filter.limit);
+        let rows = self
+            .store
+            .run(|db| async move { find.clone().all(db).await.map_err(retry) })
+            .await?;
+        Ok(rows.into_iter().map(stored).collect())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn expire(
+        &self,
+        before: OffsetDateTime,
+        batch: u64,
+        sweep: Sweep,
+    ) -> Result<u64, InfraError> {
+        let before = unix(before);
+        let mut deleted = 0;
+        loop {
+            let expired = self
+                .store
+                .run(|db| async move {
+                    let txn = db.begin().await.map_err(retry)?;
+                    let chain = lock_chain(&txn).await?;
+                    // The chain's start, oldest first; only its unbroken run of old records
+                    // goes (a record whose clock ran behind waits for the ones before it).
+                    let start: Vec<(i64, i64, Vec<u8>)> = audit_records::Entity::find()
+                        .select_only()
+                        .column(audit_records::Column::Seq)
+                        .column(audit_records::Column::At)
+                        .column(audit_records::Column::Hash)
+                        .filter(audit_records::Column::Seq.gt(chain.anchor_seq))
+                        .order_by_asc(audit_records::Column::Seq)
+                        .limit(batch)
+                        .into_tuple()
+                        .all(&txn)
+                        .await
+                        .map_err(retry)?;
+                    let picked = start.len() as u64;
+                    let Some((last, _, hash)) = start
+                        .into_iter()
+                        .take_while(|(_, at, _)| *at < before)
+                        .last()
+                    else {
+                        return Ok((0, false));
+                    };
+                    let gone = audit_records::Entity::delete_many()
+                        .filter(audit_records::Column::Seq.gt(chain.anchor_seq))
+                        .filter(audit_records::Column::Seq.lte(last))
+                        .exec(&txn)
+                        .await
+                        .map_err(retry)?
+                        .rows_affected;
+                    audit_chain::Entity::update_many()
+                        .col_expr(audit_chain::Column::AnchorSeq, Expr::value(last))
+                        .col_expr(audit_chain::Column::AnchorHash, Expr::value(hash))
+                        .filter(audit_chain::Column::Id.eq(CHAIN))
+                        .exec(&txn)
+                        .await
+                        .map_err(retry)?;
+                    // Never replayed once its COMMIT was sent: the anchor moved with it.
+                    txn.commit().await.map_err(|e| Failure::from(lost(e)))?;
+                    Ok((gone, gone == picked && picked == batch))
+                })
+                .await?;
+            deleted += expired.0;
+            if !expired.1 || sweep == Sweep::OneBatch {
+                return Ok(deleted);
+            }
+        }
     }
 }

@@ -11,9 +11,11 @@ use sea_orm::{
     QuerySelect, TransactionTrait,
 };
 use time::OffsetDateTime;
+use websessions_domain::audit::AuditEntry;
 use websessions_domain::ports::{LockoutPurge, LockoutRepository, Sweep};
 use websessions_domain::{Attempt, Counted, InfraError, LockoutPolicy, LockoutState, Username};
 
+use crate::audit::append_in;
 use crate::batches::Batches;
 use crate::db::Store;
 use crate::entity::{account_lockouts, login_failures, users};
@@ -180,35 +182,44 @@ impl LockoutRepository for SeaLockouts {
         let own = counted.started_lock.map(|until| {
             Condition::all().add(account_lockouts::Column::LockedUntil.eq(unix(until)))
         });
-        self.forget(username.as_str(), own).await
+        self.forget(username.as_str(), own, &[]).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(username = %username))]
-    async fn confirm(&self, username: &Username, counted: Counted) -> Result<(), InfraError> {
-        let Some(until) = counted.started_lock else {
-            return Ok(());
-        };
+    async fn failed(
+        &self,
+        username: &Username,
+        counted: Counted,
+        audit: Vec<AuditEntry>,
+    ) -> Result<(), InfraError> {
         let name = username.as_str();
+        let audit = &audit;
         self.store
             .run(|db| async move {
-                // Only the lock this attempt started; setting no lease is safe to repeat.
-                account_lockouts::Entity::update_many()
-                    .col_expr(
-                        account_lockouts::Column::LeaseUntil,
-                        Expr::value(Option::<i64>::None),
-                    )
-                    .filter(account_lockouts::Column::Username.eq(name))
-                    .filter(account_lockouts::Column::LockedUntil.eq(unix(until)))
-                    .exec(db)
-                    .await
-                    .map(drop)
-                    .map_err(retry)
+                let txn = db.begin().await.map_err(retry)?;
+                if let Some(until) = counted.started_lock {
+                    // Only the lock this attempt started.
+                    account_lockouts::Entity::update_many()
+                        .col_expr(
+                            account_lockouts::Column::LeaseUntil,
+                            Expr::value(Option::<i64>::None),
+                        )
+                        .filter(account_lockouts::Column::Username.eq(name))
+                        .filter(account_lockouts::Column::LockedUntil.eq(unix(until)))
+                        .exec(&txn)
+                        .await
+                        .map_err(retry)?;
+                }
+                append_in(&txn, audit).await?;
+                // Never replayed once its COMMIT was sent: the records would be appended twice.
+                txn.commit().await.map_err(|e| Failure::from(lost(e)))
             })
             .await
     }
 
-    async fn clear(&self, username: &Username) -> Result<(), InfraError> {
-        self.forget(username.as_str(), Some(Condition::all())).await
+    async fn clear(&self, username: &Username, audit: AuditEntry) -> Result<(), InfraError> {
+        self.forget(username.as_str(), Some(Condition::all()), &[audit])
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -224,13 +235,17 @@ impl LockoutRepository for SeaLockouts {
             order: vec![account_lockouts::Column::LockedUntil],
             condition: Condition::all().add(account_lockouts::Column::LockedUntil.lte(now)),
         };
-        let expired_locks = expired.delete::<String>(&self.store, batch, sweep).await?;
+        let expired_locks = expired
+            .delete::<String>(&self.store, batch, sweep, None)
+            .await?;
         let orphans = Batches::<login_failures::Entity> {
             key: login_failures::Column::Username,
             order: vec![login_failures::Column::LastFailureAt],
             condition: orphan_failures(now),
         };
-        let orphan_failures = orphans.delete::<String>(&self.store, batch, sweep).await?;
+        let orphan_failures = orphans
+            .delete::<String>(&self.store, batch, sweep, None)
+            .await?;
         Ok(LockoutPurge {
             expired_locks,
             orphan_failures,
@@ -239,8 +254,14 @@ impl LockoutRepository for SeaLockouts {
 }
 
 impl SeaLockouts {
-    /// Deletes `name`'s failures and, when `lock` says which, its lock, in one transaction.
-    async fn forget(&self, name: &str, lock: Option<Condition>) -> Result<(), InfraError> {
+    /// Deletes `name`'s failures and, when `lock` says which, its lock, in one transaction
+    /// with `audit`'s records.
+    async fn forget(
+        &self,
+        name: &str,
+        lock: Option<Condition>,
+        audit: &[AuditEntry],
+    ) -> Result<(), InfraError> {
         let lock = &lock;
         self.store
             .run(|db| async move {
@@ -258,6 +279,7 @@ impl SeaLockouts {
                         .await
                         .map_err(retry)?;
                 }
+                append_in(&txn, audit).await?;
                 // Never replayed once its COMMIT was sent (R9): were the answer lost, running
                 // it again would delete failures that other attempts counted since.
                 txn.commit().await.map_err(|e| Failure::from(lost(e)))

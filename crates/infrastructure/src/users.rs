@@ -4,14 +4,17 @@
 use async_trait::async_trait;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    SqlErr,
+    SqlErr, TransactionTrait,
 };
+use websessions_domain::audit::AuditEntry;
 use websessions_domain::ports::{Created, NewUser, UserRepository};
 use websessions_domain::{InfraError, PasswordHash, User, UserId, Username};
 
+use crate::audit::append_in;
 use crate::db::Store;
 use crate::entity::users;
-use crate::error::{corrupt, once, retry};
+use crate::error::{corrupt, lost, retry};
+use crate::patience::Failure;
 use crate::sessions::table::{from_unix, unix};
 
 /// Users stored with SeaORM.
@@ -46,7 +49,7 @@ fn is_duplicate(error: &DbErr) -> bool {
 #[async_trait]
 impl UserRepository for SeaUsers {
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn create(&self, new: NewUser) -> Result<Created, InfraError> {
+    async fn create(&self, new: NewUser, audit: AuditEntry) -> Result<Created, InfraError> {
         let now = unix(new.now);
         let row = users::ActiveModel {
             username: Set(new.username.as_str().to_owned()),
@@ -58,15 +61,21 @@ impl UserRepository for SeaUsers {
             password_changed_at: Set(now),
             ..Default::default()
         };
-        let row = &row;
+        let (row, audit) = (&row, std::slice::from_ref(&audit));
         let inserted = self
             .store
             .run(|db| async move {
-                match row.clone().insert(db).await {
-                    Ok(row) => Ok(Some(row)),
-                    Err(error) if is_duplicate(&error) => Ok(None),
-                    Err(error) => Err(once(error)),
-                }
+                let txn = db.begin().await.map_err(retry)?;
+                let row = match row.clone().insert(&txn).await {
+                    Ok(row) => row,
+                    Err(error) if is_duplicate(&error) => return Ok(None),
+                    Err(error) => return Err(retry(error)),
+                };
+                append_in(&txn, audit).await?;
+                // Never replayed once its COMMIT was sent: were the answer lost, the name would
+                // be found taken by its own creation.
+                txn.commit().await.map_err(|e| Failure::from(lost(e)))?;
+                Ok(Some(row))
             })
             .await?;
         match inserted {

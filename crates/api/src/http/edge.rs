@@ -80,9 +80,16 @@ pub fn presented(req: &Request, settings: &EdgeSettings) -> Presented {
         Carrier::Cookie => cookie(req, &settings.cookie.name),
         Carrier::None => None,
     };
+    // Only a request that may change state copies its user agent, for the audit records it
+    // may write (R19); recognition copies nothing.
+    let user_agent = (!req.method().is_safe())
+        .then(|| req.headers().get(header::USER_AGENT))
+        .flatten()
+        .map(|agent| String::from_utf8_lossy(agent.as_bytes()).into_owned());
     Presented {
         credential: text.and_then(|text| Credential::parse(text, settings.token_length).ok()),
         ip: client_ip(req, settings),
+        user_agent,
     }
 }
 

@@ -93,7 +93,40 @@ pub fn app(ctx: Arc<Context>) -> impl Endpoint {
         .nest("/", service.data(ctx))
         .at("/openapi.json", shared(finished, "application/json"))
         .at("/docs", shared(docs, "text/html; charset=utf-8"))
+        .around(detached)
         .around(move |endpoint, req| guard::guard(endpoint, req, edge.clone(), metrics.clone()))
+}
+
+/// R19: a request that may change state runs to its end on a task of its own, so a client
+/// that goes away (a closed connection, a reset stream) cannot cut a change off from its
+/// audit record, or leave a login counted but never answered for. Reading requests run in
+/// place.
+async fn detached<E: Endpoint + 'static>(
+    endpoint: Arc<E>,
+    req: poem::Request,
+) -> poem::Result<poem::Response> {
+    use poem::IntoResponse as _;
+    use tracing::Instrument as _;
+    if req.method().is_safe() {
+        return endpoint
+            .call(req)
+            .await
+            .map(|answer| answer.into_response());
+    }
+    let span = tracing::Span::current();
+    let work = async move {
+        endpoint
+            .call(req)
+            .await
+            .map(|answer| answer.into_response())
+    };
+    match tokio::spawn(work.instrument(span)).await {
+        Ok(answer) => answer,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(_) => Err(poem::Error::from_status(
+            poem::http::StatusCode::SERVICE_UNAVAILABLE,
+        )),
+    }
 }
 
 /// An endpoint answering the same bytes to every request, without copying them.

@@ -704,6 +704,7 @@ async fn the_account_page_lists_the_users_sessions_and_marks_the_current_one() {
     let me = websessions_domain::Me {
         session: current.clone(),
         user,
+        client: websessions_domain::audit::Client::default(),
     };
     mocks.me.expect_me().returning(move |_| Ok(me.clone()));
     let other = record(9, Some("alice"), SessionKind::Api);

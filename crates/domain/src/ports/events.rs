@@ -1,5 +1,6 @@
 //! Where the rules report what happened, for the operators' metrics.
 
+use crate::audit::AuditEvent;
 use crate::model::{EndCause, LimitedAction, LoginResult, PurgeReport};
 use crate::value::SessionKind;
 
@@ -16,6 +17,8 @@ pub trait Events: Send + Sync {
     fn rate_limited(&self, action: LimitedAction);
     /// A login or password change refused because hashing was saturated (R15).
     fn shed(&self);
+    /// An audit record committed (R19).
+    fn audited(&self, event: AuditEvent);
 }
 
 /// An `Events` that records nothing, for embedders without metrics and for the command line.
@@ -30,4 +33,5 @@ impl Events for NoEvents {
     fn purged(&self, _: PurgeReport) {}
     fn rate_limited(&self, _: LimitedAction) {}
     fn shed(&self) {}
+    fn audited(&self, _: AuditEvent) {}
 }

@@ -10,7 +10,7 @@ pub use audit::AuditTrail;
 pub use events::{Events, NoEvents};
 pub use storage::{
     AccountChange, AccountStore, Created, Expect, LockoutPurge, LockoutRepository, NewSession,
-    NewUser, SessionRepository, Sweep, Target, UserRepository, UserSessions,
+    NewUser, Owner, SessionRepository, Sweep, Target, UserRepository, UserSessions,
 };
 pub use system::{Clock, HashTicket, PasswordHasher, RateLimits, Timer, TokenSource};
 

@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use crate::audit::AuditEntry;
 use crate::credential::TokenHash;
 use crate::error::InfraError;
 use crate::model::{Attempt, Counted, LockoutState, SessionQuery, SessionRecord, User};
@@ -33,8 +34,19 @@ pub struct NewSession {
     pub now: OffsetDateTime,
 }
 
+/// Whose session an ending by id may end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// Only an anonymous session.
+    Nobody,
+    /// Only this user's session.
+    User(UserId),
+}
+
 /// Session rows. Ending a session deletes its row (R6: its credential can never be valid
-/// again), so every row holds a token.
+/// again), so every row holds a token. An ending given an audit record (R19) appends it in
+/// the transaction that deletes the row, only when a row was deleted, and is never replayed
+/// once its COMMIT was sent.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait SessionRepository: Send + Sync {
@@ -57,17 +69,18 @@ pub trait SessionRepository: Send + Sync {
         now: OffsetDateTime,
     ) -> Result<Option<SessionRecord>, InfraError>;
 
-    /// Ends the session while `target` matches (logout, R6; a refused login, R5c); whether it
-    /// did.
-    async fn end(&self, target: &Target) -> Result<bool, InfraError>;
+    /// Ends the session while `target` matches (logout, R6; a refused login, R5c), recording
+    /// `audit` with it; whether it did.
+    async fn end(&self, target: &Target, audit: Option<AuditEntry>) -> Result<bool, InfraError>;
 
-    /// Ends the session `id` while it is valid under `cutoffs` and, when `owner` is given,
-    /// belongs to that user (a revocation); whether it did.
+    /// Ends the session `id` while it is valid under `cutoffs` and belongs to `owner` (a
+    /// revocation), recording `audit` with it; whether it did.
     async fn end_by_id(
         &self,
         id: SessionId,
-        owner: Option<UserId>,
+        owner: Owner,
         cutoffs: Cutoffs,
+        audit: Option<AuditEntry>,
     ) -> Result<bool, InfraError>;
 
     /// The session's client state while it still holds `token_hash`.
@@ -91,8 +104,16 @@ pub trait SessionRepository: Send + Sync {
     async fn count_active_since(&self, since: OffsetDateTime) -> Result<u64, InfraError>;
 
     /// Deletes the sessions not valid under `cutoffs`, `batch` rows per statement and each
-    /// batch found through an index (R8), as much as `sweep` says; how many it deleted.
-    async fn purge(&self, cutoffs: Cutoffs, batch: u64, sweep: Sweep) -> Result<u64, InfraError>;
+    /// batch found through an index (R8), as much as `sweep` says; how many it deleted. Each
+    /// batch that deletes sessions that had a user appends `expired` with their `count` in
+    /// the same transaction (R19: one record per batch, none for anonymous sessions).
+    async fn purge(
+        &self,
+        cutoffs: Cutoffs,
+        batch: u64,
+        sweep: Sweep,
+        expired: &AuditEntry,
+    ) -> Result<u64, InfraError>;
 }
 
 /// What a user row is created from.
@@ -116,7 +137,9 @@ pub enum Created {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait UserRepository: Send + Sync {
-    async fn create(&self, user: NewUser) -> Result<Created, InfraError>;
+    /// Creates the user and appends `audit` in one transaction; nothing when the name is
+    /// taken.
+    async fn create(&self, user: NewUser, audit: AuditEntry) -> Result<Created, InfraError>;
 
     /// The user whose name equals `username` byte for byte.
     async fn find_by_username(&self, username: &Username) -> Result<Option<User>, InfraError>;
@@ -204,6 +227,11 @@ pub trait AccountChange: Send {
     /// Deletes the user and every session row of theirs.
     async fn delete_user(&mut self, user: UserId) -> Result<(), InfraError>;
 
+    /// Records `entry` with the change (R19): appended by `commit`, after the chain's head,
+    /// which is locked last.
+    fn audit(&mut self, entry: AuditEntry);
+
+    /// Appends what `audit` recorded, then commits.
     async fn commit(self: Box<Self>) -> Result<(), InfraError>;
 }
 
@@ -245,11 +273,19 @@ pub trait LockoutRepository: Send + Sync {
     async fn verified(&self, username: &Username, counted: Counted) -> Result<(), InfraError>;
 
     /// A password that did not verify for `counted`: the lock `counted` started, if it did,
-    /// stands from now on, no longer provisional. Safe to repeat.
-    async fn confirm(&self, username: &Username, counted: Counted) -> Result<(), InfraError>;
+    /// stands from now on, no longer provisional, and `audit` is appended, in one transaction
+    /// (R19: the outcome and its record commit together). Never replayed once its COMMIT was
+    /// sent.
+    async fn failed(
+        &self,
+        username: &Username,
+        counted: Counted,
+        audit: Vec<AuditEntry>,
+    ) -> Result<(), InfraError>;
 
-    /// Clears the failures and any lock (an operator's unlock).
-    async fn clear(&self, username: &Username) -> Result<(), InfraError>;
+    /// Clears the failures and any lock (an operator's unlock), appending `audit` in the same
+    /// transaction.
+    async fn clear(&self, username: &Username, audit: AuditEntry) -> Result<(), InfraError>;
 
     /// Deletes locks that ended by `now`, and the failures of usernames without an account
     /// that have no lock in force, `batch` rows per statement, each batch found through an

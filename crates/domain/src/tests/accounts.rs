@@ -11,7 +11,7 @@ use crate::error::{
 };
 use crate::me::SelfService;
 use crate::model::Superuser;
-use crate::ports::{Created, LockoutPurge, Sweep};
+use crate::ports::{Created, LockoutPurge, Owner, Sweep};
 use crate::users::UserAdmin;
 use crate::{Password, SessionQuery};
 
@@ -26,7 +26,14 @@ fn logged_in(superuser: bool) -> SessionRecord {
 fn me() -> crate::Me {
     let session = logged_in(false);
     let user = session.user.clone().unwrap();
-    crate::Me { session, user }
+    crate::Me {
+        session,
+        user,
+        client: crate::audit::Client {
+            ip: Some(ip("192.0.2.1")),
+            user_agent: Some("test-agent".into()),
+        },
+    }
 }
 
 fn root() -> Superuser {
@@ -77,18 +84,20 @@ async fn ending_an_own_session_names_its_owner_and_looks_alike_when_refused() {
         let mut h = Harness::new();
         h.sessions
             .expect_end_by_id()
-            .with(
-                eq(sid(3)),
-                eq(Some(UserId(7))),
-                eq(SessionPolicy::default().cutoffs(NOW)),
-            )
+            .withf(|id, owner, cutoffs, record| {
+                *id == sid(3)
+                    && *owner == Owner::User(UserId(7))
+                    && *cutoffs == SessionPolicy::default().cutoffs(NOW)
+                    && record.as_ref().map(describe).as_deref()
+                        == Some("sessions_ended:alice:cause=revoked,count=1")
+            })
             .times(1)
-            .returning(move |_, _, _| Ok(ended));
+            .returning(move |_, _, _, _| Ok(ended));
         let (service, events) = h.build();
         let result = service.end_my_session(&me(), sid(3)).await;
         if ended {
             assert!(result.is_ok());
-            assert_eq!(events.take(), ["ended:revoked:1"]);
+            assert_eq!(events.take(), ["ended:revoked:1", "audited:sessions_ended"]);
         } else {
             assert!(matches!(result, Err(EndSessionError::NotFound)));
             assert!(events.take().is_empty());
@@ -107,8 +116,10 @@ async fn ending_my_other_sessions_spares_the_current_one_under_the_users_row_loc
         [
             "tx:lock_user:7:exists",
             "tx:end_sessions:user7:any:except:1",
+            "tx:audit:sessions_ended:alice:cause=revoked,count=4",
             "tx:commit",
             "ended:revoked:4",
+            "audited:sessions_ended",
         ]
     );
 }
@@ -178,12 +189,13 @@ async fn r8_maintenance_runs_over_the_whole_backlog_and_reports_it() {
     let mut h = Harness::new();
     h.sessions
         .expect_purge()
-        .with(
-            eq(SessionPolicy::default().cutoffs(NOW)),
-            eq(1000),
-            eq(Sweep::All),
-        )
-        .returning(|_, _, _| Ok(5));
+        .withf(|cutoffs, batch, sweep, record| {
+            *cutoffs == SessionPolicy::default().cutoffs(NOW)
+                && *batch == 1000
+                && *sweep == Sweep::All
+                && describe(record) == "sessions_ended:-:cause=expired"
+        })
+        .returning(|_, _, _, _| Ok(5));
     h.lockouts
         .expect_purge()
         .with(eq(NOW), eq(1000), eq(Sweep::All))
@@ -209,19 +221,43 @@ async fn r8_maintenance_runs_over_the_whole_backlog_and_reports_it() {
 #[tokio::test]
 async fn revoking_ends_any_valid_session_by_id() {
     let mut h = Harness::new();
-    h.sessions
-        .expect_end_by_id()
-        .with(
-            eq(sid(9)),
-            eq(None),
-            eq(SessionPolicy::default().cutoffs(NOW)),
-        )
-        .returning(|_, _, _| Ok(false));
+    h.sessions.expect_find().returning(|_| Ok(None));
     let (service, _) = h.build();
     assert!(matches!(
         service.revoke(&root(), sid(9)).await,
         Err(EndSessionError::NotFound)
     ));
+    // A user's session ends with its record, naming its owner; an anonymous one names none.
+    for user in [true, false] {
+        let mut record = logged_in(false);
+        if !user {
+            record.user = None;
+        }
+        let mut h = Harness::new().with_session(record);
+        h.sessions
+            .expect_end_by_id()
+            .withf(move |id, owner, cutoffs, record| {
+                let (expected_owner, expected_record) = if user {
+                    (
+                        Owner::User(UserId(7)),
+                        Some("sessions_ended:alice:cause=revoked,count=1"),
+                    )
+                } else {
+                    (Owner::Nobody, None)
+                };
+                *id == sid(1)
+                    && *owner == expected_owner
+                    && *cutoffs == SessionPolicy::default().cutoffs(NOW)
+                    && record.as_ref().map(describe).as_deref() == expected_record
+                    && record
+                        .as_ref()
+                        .is_none_or(|r| r.actor.as_deref() == Some("alice"))
+            })
+            .times(1)
+            .returning(|_, _, _, _| Ok(true));
+        let (service, _) = h.build();
+        service.revoke(&root(), sid(1)).await.unwrap();
+    }
 }
 
 // ---- user administration ----
@@ -245,8 +281,12 @@ async fn r7_an_operator_reset_ends_every_session_in_the_same_transaction() {
             "tx:lock_user:7:exists",
             "tx:end_sessions:user7:any:except:none",
             "tx:set_password:7:$argon2id$reset",
+            "tx:audit:password_reset:alice:",
+            "tx:audit:sessions_ended:alice:cause=revoked,count=3",
             "tx:commit",
             "ended:revoked:3",
+            "audited:password_reset",
+            "audited:sessions_ended",
         ]
     );
 }
@@ -272,8 +312,12 @@ async fn r7_a_reset_the_connection_interrupted_runs_again_whole_and_commits_once
             "tx:lock_user:7:exists",
             "tx:end_sessions:user7:any:except:none",
             "tx:set_password:7:$argon2id$reset",
+            "tx:audit:password_reset:alice:",
+            "tx:audit:sessions_ended:alice:cause=revoked,count=3",
             "tx:commit",
             "ended:revoked:3",
+            "audited:password_reset",
+            "audited:sessions_ended",
         ]
     );
 }
@@ -331,11 +375,17 @@ async fn r7_disabling_ends_sessions_and_enabling_does_not() {
             "tx:lock_user:7:exists",
             "tx:end_sessions:user7:any:except:none",
             "tx:set_disabled:7:true",
+            "tx:audit:user_disabled:alice:",
+            "tx:audit:sessions_ended:alice:cause=revoked,count=1",
             "tx:commit",
             "ended:revoked:1",
+            "audited:user_disabled",
+            "audited:sessions_ended",
             "tx:lock_user:7:exists",
             "tx:set_disabled:7:false",
+            "tx:audit:user_enabled:alice:",
             "tx:commit",
+            "audited:user_enabled",
         ]
     );
 }
@@ -352,8 +402,12 @@ async fn r7_deleting_a_user_ends_its_sessions_then_deletes_it() {
             "tx:lock_user:7:exists",
             "tx:end_sessions:user7:any:except:none",
             "tx:delete_user:7",
+            "tx:audit:user_deleted:alice:",
+            "tx:audit:sessions_ended:alice:cause=revoked,count=2",
             "tx:commit",
             "ended:revoked:2",
+            "audited:user_deleted",
+            "audited:sessions_ended",
         ]
     );
 }
@@ -413,7 +467,7 @@ async fn creating_a_user_validates_name_and_password_before_hashing_and_reports_
     h.hasher
         .expect_hash()
         .returning(|_, _| Ok(PasswordHash::new("$argon2id$bob")));
-    h.users.expect_create().returning(|_| Ok(Created::Taken));
+    h.users.expect_create().returning(|_, _| Ok(Created::Taken));
     let (service, _) = h.build();
     assert!(matches!(
         service

@@ -32,6 +32,17 @@ impl Harness {
         self.lockouts
             .expect_attempt()
             .returning(move |_, _, _| Ok(Attempt::Counted(counted(n))));
+        // A failed guess is confirmed with its records, which go to the log.
+        let log = self.log.clone();
+        self.lockouts
+            .expect_failed()
+            .withf(move |_, c, _| *c == counted(n))
+            .returning(move |_, _, records| {
+                for record in &records {
+                    log.push(format!("failed:{}", describe(record)));
+                }
+                Ok(())
+            });
         self
     }
 
@@ -299,7 +310,7 @@ async fn r5f_a_locked_username_is_refused_before_the_password_is_checked() {
 }
 
 #[tokio::test]
-async fn r5a_a_malformed_username_records_nothing_and_an_overlong_password_sees_the_lock_first() {
+async fn r5a_a_malformed_username_counts_nothing_and_an_overlong_password_sees_the_lock_first() {
     let h = Harness::new().unlocked();
     let (service, events) = h.build();
     let malformed = attempt("no spaces", "whatever1234", SessionKind::Browser);
@@ -314,7 +325,14 @@ async fn r5a_a_malformed_username_records_nothing_and_an_overlong_password_sees_
     ));
     assert_eq!(
         events.take(),
-        ["login:bad_credentials", "login:bad_credentials"]
+        [
+            "audit:login_failed:no spaces:reason=bad_credentials",
+            "audited:login_failed",
+            "login:bad_credentials",
+            "audit:login_failed:alice:reason=bad_credentials",
+            "audited:login_failed",
+            "login:bad_credentials",
+        ]
     );
 
     let until = NOW + Duration::minutes(3);
@@ -348,6 +366,7 @@ async fn r9_the_attempt_is_counted_before_its_password_is_verified() {
         .times(1)
         .in_sequence(&mut seq)
         .returning(|_, _, _| Ok(false));
+    h.expect_failed(counted(4));
     let (service, events) = h.build();
     let result = login(
         &service,
@@ -356,8 +375,15 @@ async fn r9_the_attempt_is_counted_before_its_password_is_verified() {
     )
     .await;
     assert!(matches!(result, Err(LoginError::InvalidCredentials)));
-    // No `verified` expectation: a failed attempt stays counted.
-    assert_eq!(events.take(), ["login:bad_credentials"]);
+    // No `verified` expectation: a failed attempt stays counted, and is recorded (R19).
+    assert_eq!(
+        events.take(),
+        [
+            "failed:login_failed:alice:reason=bad_credentials",
+            "audited:login_failed",
+            "login:bad_credentials"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -387,15 +413,19 @@ async fn r5c_a_wrong_password_logs_out_the_presented_session_of_either_kind() {
             .with_user(alice())
             .password_ok(false)
             .with_session(session(1, 1, Duration::seconds(1)));
-        h.sessions
-            .expect_end()
-            .withf(|t| *t == target(1, 1))
-            .times(1)
-            .returning(|_| Ok(true));
+        h.expect_end(1, 1, true);
         let (service, events) = h.build();
         let result = login(&service, &presented(1, 1), attempt("alice", "wrong", kind)).await;
         assert!(matches!(result, Err(LoginError::InvalidCredentials)));
-        assert_eq!(events.take(), ["ended:logout:1", "login:bad_credentials"]);
+        assert_eq!(
+            events.take(),
+            [
+                "ended:logout:1",
+                "failed:login_failed:alice:reason=bad_credentials",
+                "audited:login_failed",
+                "login:bad_credentials",
+            ]
+        );
     }
 }
 
@@ -412,11 +442,7 @@ async fn r9_a_failed_attempt_whose_count_started_a_lock_reports_the_lock_that_st
         failure_count: 10,
         started_lock: Some(NOW + Duration::minutes(10)),
     };
-    h.lockouts
-        .expect_confirm()
-        .withf(move |name, c| name.as_str() == "alice" && *c == started)
-        .times(1)
-        .returning(|_, _| Ok(()));
+    h.expect_failed(started);
     let (service, events) = h.build();
     let result = login(
         &service,
@@ -425,7 +451,17 @@ async fn r9_a_failed_attempt_whose_count_started_a_lock_reports_the_lock_that_st
     )
     .await;
     assert!(matches!(result, Err(LoginError::InvalidCredentials)));
-    assert_eq!(events.take(), ["lockout", "login:bad_credentials"]);
+    assert_eq!(
+        events.take(),
+        [
+            "failed:login_failed:alice:reason=bad_credentials",
+            "failed:lock_started:alice:failures=10,until=2026-01-01T12:10:00Z",
+            "lockout",
+            "audited:login_failed",
+            "audited:lock_started",
+            "login:bad_credentials",
+        ]
+    );
 }
 
 /// Alice's API login with the right password, from nowhere in particular.
@@ -550,8 +586,10 @@ async fn r9_a_verified_password_removes_its_own_count_and_the_lock_it_started() 
             "tx:lock_user:7:unchanged:$argon2id$alice",
             "tx:record_login:7",
             "tx:create:api:t99:user7:192.0.2.1",
+            "tx:audit:login_succeeded:alice:kind=api",
             "tx:commit",
             "started:api",
+            "audited:login_succeeded",
             "login:success",
         ]
     );
@@ -580,8 +618,10 @@ async fn r5d_a_login_the_connection_interrupted_decides_again_and_issues_one_ses
             "tx:lock_user:7:unchanged:$argon2id$alice",
             "tx:record_login:7",
             "tx:create:api:t99:user7:192.0.2.1",
+            "tx:audit:login_succeeded:alice:kind=api",
             "tx:commit",
             "started:api",
+            "audited:login_succeeded",
             "login:success",
         ]
     );
@@ -604,7 +644,14 @@ async fn r7_a_disabled_user_cannot_log_in_even_with_the_right_password() {
     )
     .await;
     assert!(matches!(result, Err(LoginError::InvalidCredentials)));
-    assert_eq!(events.take(), ["login:bad_credentials"]);
+    assert_eq!(
+        events.take(),
+        [
+            "failed:login_failed:alice:reason=disabled",
+            "audited:login_failed",
+            "login:bad_credentials",
+        ]
+    );
 }
 
 /// Alice logs in with the right password (counted as her 1st attempt), presenting `record`.
@@ -641,7 +688,9 @@ async fn r5d_login_rotates_the_token_and_keeps_the_session_id() {
             "tx:record_login:7",
             "tx:bind:1:t1->t99:user7",
             "tx:end_sessions:user7:browser:except:1",
+            "tx:audit:login_succeeded:alice:kind=browser",
             "tx:commit",
+            "audited:login_succeeded",
             "login:success",
         ]
     );
@@ -677,11 +726,7 @@ async fn r5d_a_presented_session_that_ended_meanwhile_gets_a_new_one() {
 async fn r5d_an_operators_change_wins_the_race_the_login_is_refused_and_its_count_removed() {
     let mut h = alice_logs_in(Some(session(1, 1, Duration::ZERO)));
     h.script.account_unchanged = false;
-    h.sessions
-        .expect_end()
-        .withf(|t| *t == target(1, 1))
-        .times(1)
-        .returning(|_| Ok(true));
+    h.expect_end(1, 1, true);
     let (service, events) = h.build();
     let result = login(
         &service,
@@ -696,6 +741,8 @@ async fn r5d_an_operators_change_wins_the_race_the_login_is_refused_and_its_coun
         [
             "tx:lock_user:7:unchanged:$argon2id$alice",
             "ended:logout:1",
+            "audit:login_failed:alice:reason=bad_credentials",
+            "audited:login_failed",
             "login:bad_credentials",
         ]
     );
@@ -710,11 +757,7 @@ async fn r5d_login_into_another_users_session_of_that_kind_logs_it_out_first() {
         superuser: false,
     });
     let mut h = alice_logs_in(Some(bobs));
-    h.sessions
-        .expect_end()
-        .withf(|t| *t == target(1, 1))
-        .times(1)
-        .returning(|_| Ok(true));
+    h.expect_end(1, 1, true);
     let (service, events) = h.build();
     let issued = login(
         &service,
@@ -724,10 +767,13 @@ async fn r5d_login_into_another_users_session_of_that_kind_logs_it_out_first() {
     .await
     .unwrap();
     assert_eq!(issued.session.id, sid(50));
+    // Bob's session is logged out, with its record, before alice's transaction.
     assert_eq!(
-        events.take()[..3],
+        events.take()[..5],
         [
+            "end:logout:bob:".to_owned(),
             "ended:logout:1".to_owned(),
+            "audited:logout".to_owned(),
             "tx:lock_user:7:unchanged:$argon2id$alice".to_owned(),
             "tx:record_login:7".to_owned(),
         ]
@@ -761,8 +807,10 @@ async fn r5e_a_presented_session_of_the_other_kind_is_left_alone_whoever_holds_i
                 "tx:lock_user:7:unchanged:$argon2id$alice",
                 "tx:record_login:7",
                 "tx:create:api:t99:user7:192.0.2.1",
+                "tx:audit:login_succeeded:alice:kind=api",
                 "tx:commit",
                 "started:api",
+                "audited:login_succeeded",
                 "login:success",
             ]
         );
@@ -784,10 +832,15 @@ async fn r5e_a_browser_login_ends_the_users_other_browser_sessions() {
     let log = events.take();
     assert!(log.contains(&"tx:end_sessions:user7:browser:except:50".to_owned()));
     assert_eq!(
-        log[log.len() - 3..],
+        log[log.len() - 8..],
         [
+            "tx:audit:login_succeeded:alice:kind=browser".to_owned(),
+            "tx:audit:sessions_ended:alice:cause=replaced,count=2".to_owned(),
+            "tx:commit".to_owned(),
             "started:browser".to_owned(),
             "ended:replaced:2".to_owned(),
+            "audited:login_succeeded".to_owned(),
+            "audited:sessions_ended".to_owned(),
             "login:success".to_owned(),
         ]
     );
@@ -831,7 +884,9 @@ async fn r5e_an_api_login_reuses_a_presented_api_session_and_ends_nothing() {
             "tx:lock_user:7:unchanged:$argon2id$alice",
             "tx:record_login:7",
             "tx:bind:1:t1->t99:user7",
+            "tx:audit:login_succeeded:alice:kind=api",
             "tx:commit",
+            "audited:login_succeeded",
             "login:success",
         ]
     );
@@ -842,13 +897,14 @@ async fn r5e_an_api_login_reuses_a_presented_api_session_and_ends_nothing() {
 fn expect_one_batch(h: &mut Harness, expired: u64) {
     h.sessions
         .expect_purge()
-        .with(
-            eq(SessionPolicy::default().cutoffs(NOW)),
-            eq(crate::service::PURGE_BATCH),
-            eq(Sweep::OneBatch),
-        )
+        .withf(|cutoffs, batch, sweep, record| {
+            *cutoffs == SessionPolicy::default().cutoffs(NOW)
+                && *batch == crate::service::PURGE_BATCH
+                && *sweep == Sweep::OneBatch
+                && describe(record) == "sessions_ended:-:cause=expired"
+        })
         .times(1)
-        .returning(move |_, _, _| Ok(expired));
+        .returning(move |_, _, _, _| Ok(expired));
     h.lockouts
         .expect_purge()
         .with(
@@ -861,27 +917,39 @@ fn expect_one_batch(h: &mut Harness, expired: u64) {
 }
 
 #[tokio::test]
-async fn r6_logout_ends_the_presented_session_in_one_conditional_write_then_maintains() {
-    // No `find`: the write itself checks the token, validity and address.
-    let mut h = Harness::new();
-    h.sessions
-        .expect_end()
-        .withf(|t| *t == target(1, 1))
-        .times(1)
-        .returning(|_| Ok(true));
-    expect_one_batch(&mut h, 3);
-    let (service, events) = h.build();
-    service.logout(&presented(1, 1)).await.unwrap();
-    assert_eq!(
-        events.take(),
-        ["ended:logout:1", "ended:expired:3", "purged:3"]
-    );
+async fn r6_logout_ends_the_presented_session_with_its_record_then_maintains() {
+    // One read tells whose session it is; the conditional write checks the token, validity
+    // and address again. A logged-in session's logout is recorded with it (R19); an
+    // anonymous one's is not.
+    for user in [true, false] {
+        let mut record = session(1, 1, Duration::ZERO);
+        if user {
+            record.user = Some(as_session_user(&alice()));
+        }
+        let mut h = Harness::new().with_session(record);
+        h.expect_end(1, 1, true);
+        expect_one_batch(&mut h, 3);
+        let (service, events) = h.build();
+        service.logout(&presented(1, 1)).await.unwrap();
+        let expected: &[&str] = if user {
+            &[
+                "end:logout:alice:",
+                "ended:logout:1",
+                "audited:logout",
+                "ended:expired:3",
+                "purged:3",
+            ]
+        } else {
+            &["ended:logout:1", "ended:expired:3", "purged:3"]
+        };
+        assert_eq!(events.take(), expected);
+    }
 }
 
 #[tokio::test]
 async fn r6_logout_without_a_valid_session_still_succeeds_and_maintains() {
     let mut h = Harness::new();
-    h.sessions.expect_end().returning(|_| Ok(false));
+    h.sessions.expect_find().returning(|_| Ok(None));
     expect_one_batch(&mut h, 0);
     let (service, events) = h.build();
     service.logout(&presented(1, 1)).await.unwrap();
@@ -960,7 +1028,14 @@ async fn r7_a_wrong_current_password_is_refused_and_stays_counted() {
         )
         .await;
     assert!(matches!(result, Err(ChangePasswordError::WrongPassword)));
-    assert!(events.take().is_empty(), "no transaction, no event");
+    // No account transaction; the failure is recorded with its confirmation (R19).
+    assert_eq!(
+        events.take(),
+        [
+            "failed:login_failed:alice:during=password_change,reason=bad_credentials",
+            "audited:login_failed",
+        ]
+    );
 }
 
 #[tokio::test]
@@ -1014,8 +1089,12 @@ async fn r7_a_password_change_rotates_the_token_and_ends_the_other_sessions() {
             "tx:rotate:1:t1->t99:user7",
             "tx:set_password:7:$argon2id$new",
             "tx:end_sessions:user7:any:except:1",
+            "tx:audit:password_changed:alice:",
+            "tx:audit:sessions_ended:alice:cause=password_change,count=2",
             "tx:commit",
             "ended:password_change:2",
+            "audited:password_changed",
+            "audited:sessions_ended",
         ]
     );
 }

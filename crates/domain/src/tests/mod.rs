@@ -13,17 +13,18 @@ use mockall::predicate::eq;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
+use crate::audit::{AuditEntry, AuditEvent, AuditFilter, ChainEnds, Detail, Stored};
 use crate::error::{InfraError, RetryAfter, Saturated};
 use crate::model::{EndCause, LimitedAction, LockoutState, LoginResult, PurgeReport};
 use crate::ports::{
-    AccountChange, Events, Expect, HashTicket, MockAccountStore, MockClock, MockLockoutRepository,
-    MockPasswordHasher, MockRateLimits, MockSessionRepository, MockTokenSource, MockUserRepository,
-    NewSession, Target, Timer, UserSessions,
+    AccountChange, AuditTrail, Events, Expect, HashTicket, MockAccountStore, MockClock,
+    MockLockoutRepository, MockPasswordHasher, MockRateLimits, MockSessionRepository,
+    MockTokenSource, MockUserRepository, NewSession, Sweep, Target, Timer, UserSessions,
 };
 use crate::service::{Ports, Presented, Sessions};
 use crate::{
-    Credential, LockoutPolicy, PasswordHash, SessionId, SessionKind, SessionPolicy, SessionRecord,
-    SessionUser, TokenHash, User, UserId, Username,
+    Counted, Credential, LockoutPolicy, PasswordHash, SessionId, SessionKind, SessionPolicy,
+    SessionRecord, SessionUser, TokenHash, User, UserId, Username,
 };
 
 pub(crate) const NOW: OffsetDateTime = datetime!(2026-01-01 12:00 UTC);
@@ -38,6 +39,7 @@ pub(crate) fn presented(id: i64, n: u8) -> Presented {
     Presented {
         credential: Some(Credential::new(sid(id), token(n))),
         ip: ip("192.0.2.1"),
+        user_agent: Some("test-agent".into()),
     }
 }
 
@@ -45,6 +47,52 @@ pub(crate) fn nobody() -> Presented {
     Presented {
         credential: None,
         ip: ip("192.0.2.1"),
+        user_agent: Some("test-agent".into()),
+    }
+}
+
+/// An audit entry as the log writes it: its event, its username (or `-`), and its details.
+pub(crate) fn describe(entry: &AuditEntry) -> String {
+    let details: Vec<String> = entry
+        .details
+        .iter()
+        .map(|(key, value)| match value {
+            Detail::Text(text) => format!("{key}={text}"),
+            Detail::Count(count) => format!("{key}={count}"),
+        })
+        .collect();
+    format!(
+        "{}:{}:{}",
+        entry.event,
+        entry.username.as_deref().unwrap_or("-"),
+        details.join(",")
+    )
+}
+
+/// An audit trail whose appends (outside any account transaction) go to the log as
+/// `audit:...`.
+pub(crate) struct LoggedAudit(pub(crate) Arc<Log>);
+
+#[async_trait]
+impl AuditTrail for LoggedAudit {
+    async fn append(&self, entries: Vec<AuditEntry>) -> Result<(), InfraError> {
+        for entry in &entries {
+            assert_eq!(entry.at, NOW);
+            self.0.push(format!("audit:{}", describe(entry)));
+        }
+        Ok(())
+    }
+    async fn ends(&self) -> Result<ChainEnds, InfraError> {
+        unimplemented!("not a rule's port")
+    }
+    async fn after(&self, _: u64, _: u64) -> Result<Vec<Stored>, InfraError> {
+        unimplemented!("not a rule's port")
+    }
+    async fn page(&self, _: &AuditFilter) -> Result<Vec<Stored>, InfraError> {
+        Ok(Vec::new())
+    }
+    async fn expire(&self, _: OffsetDateTime, _: u64, _: Sweep) -> Result<u64, InfraError> {
+        Ok(0)
     }
 }
 
@@ -122,6 +170,9 @@ impl Events for Log {
     }
     fn shed(&self) {
         self.push("shed".into());
+    }
+    fn audited(&self, event: AuditEvent) {
+        self.push(format!("audited:{event}"));
     }
 }
 
@@ -290,6 +341,10 @@ impl AccountChange for Scripted {
         self.log.push(format!("tx:delete_user:{}", user.0));
         Ok(())
     }
+    fn audit(&mut self, entry: AuditEntry) {
+        assert_eq!(entry.at, NOW);
+        self.log.push(format!("tx:audit:{}", describe(&entry)));
+    }
     async fn commit(self: Box<Self>) -> Result<(), InfraError> {
         self.log.push("tx:commit".into());
         Ok(())
@@ -323,6 +378,40 @@ impl Harness {
             lockout: LockoutPolicy::default(),
             log: Arc::new(Log::default()),
         }
+    }
+
+    /// The presented session `(id, n)` ends (or not, `ended`) once; the record it ends with,
+    /// if any, goes to the log as `end:...`.
+    pub(crate) fn expect_end(&mut self, id: i64, n: u8, ended: bool) {
+        let log = self.log.clone();
+        self.sessions
+            .expect_end()
+            .withf(move |t, _| *t == target(id, n))
+            .times(1)
+            .returning(move |_, record| {
+                if let Some(record) = &record {
+                    assert_eq!(record.at, NOW);
+                    log.push(format!("end:{}", describe(record)));
+                }
+                Ok(ended)
+            });
+    }
+
+    /// A failed guess at alice's password, counted as `expected`, is confirmed once; its
+    /// records go to the log as `failed:...`.
+    pub(crate) fn expect_failed(&mut self, expected: Counted) {
+        let log = self.log.clone();
+        self.lockouts
+            .expect_failed()
+            .withf(move |name, c, _| name.as_str() == "alice" && *c == expected)
+            .times(1)
+            .returning(move |_, _, records| {
+                for record in &records {
+                    assert_eq!(record.at, NOW);
+                    log.push(format!("failed:{}", describe(record)));
+                }
+                Ok(())
+            });
     }
 
     pub(crate) fn with_session(mut self, record: SessionRecord) -> Self {
@@ -396,6 +485,7 @@ impl Harness {
             timer: Arc::new(LoggedTimer(self.log.clone())),
             limits: Arc::new(self.limits),
             events: self.log.clone(),
+            audit: Arc::new(LoggedAudit(self.log.clone())),
         };
         (Sessions::new(ports, self.policy, self.lockout), self.log)
     }

@@ -13,20 +13,23 @@ use async_trait::async_trait;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use time::OffsetDateTime;
-use websessions_domain::ports::{NewSession, SessionRepository, Sweep, Target};
+use websessions_domain::audit::AuditEntry;
+use websessions_domain::ports::{NewSession, Owner, SessionRepository, Sweep, Target};
 use websessions_domain::{
-    Cutoffs, InfraError, SessionData, SessionId, SessionQuery, SessionRecord, TokenHash, UserId,
+    Cutoffs, InfraError, SessionData, SessionId, SessionQuery, SessionRecord, TokenHash,
 };
 
 use self::hot_path::HotPath;
 use self::table::{SessionRow, hash_bytes, matches, select_records, unix, valid_at};
-use crate::batches::Batches;
+use crate::audit::append_in;
+use crate::batches::{Audited, Batches};
 use crate::db::Store;
 use crate::entity::sessions;
-use crate::error::{corrupt, once, retry};
+use crate::error::{corrupt, lost, once, retry};
+use crate::patience::Failure;
 
 /// Sessions stored with SeaORM; recognition runs on the hot path chosen for the database.
 #[derive(Clone, Debug)]
@@ -50,6 +53,36 @@ impl SeaSessions {
     /// Closes recognition's own connections (the shared pool is closed with its `Store`).
     pub async fn close(&self) {
         self.hot_path.close().await;
+    }
+}
+
+impl SeaSessions {
+    /// Deletes what `delete` matches (one row at most) and, when it deleted one, appends
+    /// `entry`, in one transaction (R19); whether it deleted. Never replayed once its COMMIT
+    /// was sent.
+    async fn end_recorded(
+        &self,
+        delete: &sea_orm::DeleteMany<sessions::Entity>,
+        entry: AuditEntry,
+    ) -> Result<bool, InfraError> {
+        let entry = std::slice::from_ref(&entry);
+        self.store
+            .run(|db| async move {
+                let txn = db.begin().await.map_err(retry)?;
+                let ended = delete
+                    .clone()
+                    .exec(&txn)
+                    .await
+                    .map_err(retry)?
+                    .rows_affected
+                    == 1;
+                if ended {
+                    append_in(&txn, entry).await?;
+                }
+                txn.commit().await.map_err(|e| Failure::from(lost(e)))?;
+                Ok(ended)
+            })
+            .await
     }
 }
 
@@ -116,9 +149,12 @@ impl SessionRepository for SeaSessions {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(id = %target.id))]
-    async fn end(&self, target: &Target) -> Result<bool, InfraError> {
-        // Logout is safe to repeat (SPEC section 5: it waits for the database).
+    async fn end(&self, target: &Target, audit: Option<AuditEntry>) -> Result<bool, InfraError> {
         let delete = &sessions::Entity::delete_many().filter(matches(target));
+        if let Some(entry) = audit {
+            return self.end_recorded(delete, entry).await;
+        }
+        // Logout is safe to repeat (SPEC section 5: it waits for the database).
         let result = self
             .store
             .run(|db| async move { delete.clone().exec(db).await.map_err(retry) })
@@ -130,14 +166,19 @@ impl SessionRepository for SeaSessions {
     async fn end_by_id(
         &self,
         id: SessionId,
-        owner: Option<UserId>,
+        owner: Owner,
         cutoffs: Cutoffs,
+        audit: Option<AuditEntry>,
     ) -> Result<bool, InfraError> {
-        let mut delete = sessions::Entity::delete_many()
+        let delete = sessions::Entity::delete_many()
             .filter(sessions::Column::Id.eq(id.get()))
-            .filter(valid_at(cutoffs));
-        if let Some(owner) = owner {
-            delete = delete.filter(sessions::Column::UserId.eq(owner.0));
+            .filter(valid_at(cutoffs))
+            .filter(match owner {
+                Owner::Nobody => sessions::Column::UserId.is_null(),
+                Owner::User(user) => sessions::Column::UserId.eq(user.0),
+            });
+        if let Some(entry) = audit {
+            return self.end_recorded(&delete, entry).await;
         }
         // Repeated after a lost answer it would report "not found" for a session it ended:
         // it runs again only if it never reached the server.
@@ -224,7 +265,13 @@ impl SessionRepository for SeaSessions {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn purge(&self, cutoffs: Cutoffs, batch: u64, sweep: Sweep) -> Result<u64, InfraError> {
+    async fn purge(
+        &self,
+        cutoffs: Cutoffs,
+        batch: u64,
+        sweep: Sweep,
+        expired_record: &AuditEntry,
+    ) -> Result<u64, InfraError> {
         let mut deleted = 0;
         for (condition, order) in table::expired(cutoffs) {
             let expired = Batches::<sessions::Entity> {
@@ -232,7 +279,13 @@ impl SessionRepository for SeaSessions {
                 order,
                 condition,
             };
-            deleted += expired.delete::<i64>(&self.store, batch, sweep).await?;
+            let audited = Audited {
+                owner: sessions::Column::UserId,
+                entry: expired_record,
+            };
+            deleted += expired
+                .delete::<i64>(&self.store, batch, sweep, Some(audited))
+                .await?;
         }
         Ok(deleted)
     }
