@@ -134,7 +134,10 @@ async fn print_audit(
                     event = text("event"),
                     user = text("username"),
                     actor = text("actor"),
-                    session = view["session_id"],
+                    session = record
+                        .entry
+                        .session_id
+                        .map_or_else(|| "-".to_owned(), |id| id.to_string()),
                     ip = text("client_ip"),
                     details = view["details"],
                 )?;
