@@ -42,3 +42,8 @@ bench-edge:
 # A database restart under wrk, on database servers of the script's own (root; PostgreSQL, MariaDB).
 bench-restart:
     python3 tests/bench/restart.py
+
+# What the audit trail costs (R19): a login storm and an operator's revocations over two
+# processes on PostgreSQL; `just bench-audit --other BIN` compares with an earlier build.
+bench-audit *ARGS:
+    python3 tests/bench/audit.py {{ARGS}}

@@ -191,7 +191,10 @@ async fn r19_every_event_is_recorded_once_listed_alike_by_api_and_cli_and_holds_
         StatusCode::UNAUTHORIZED
     );
     // A name typed with a password in it, as people do: recorded as typed, cut and cleaned.
-    let typo = format!("alice\t{}", "x".repeat(300));
+    let typo = format!(
+        "alice\t\u{2028}999 login_succeeded user=root{}",
+        "x".repeat(300)
+    );
     login(&server, None, &typo, "whatever it is", "api").await;
     let first = api_login(&server, "alice", alices[0]).await;
     let changed = call(
@@ -216,7 +219,10 @@ async fn r19_every_event_is_recorded_once_listed_alike_by_api_and_cli_and_holds_
     )
     .await;
     assert!(reset.status().is_success(), "{}", reset.status());
-    for path in ["unlock", "disable", "enable"] {
+    // A failure to unlock (alice's login cleared the first): an unlock of nothing records
+    // nothing.
+    login(&server, None, "alice", wrong, "api").await;
+    for path in ["unlock", "unlock", "disable", "enable"] {
         let path = format!("/v1/admin/users/alice/{path}");
         let answer = call(&server, Method::POST, &path, Some(&root), None).await;
         assert!(answer.status().is_success(), "{path}: {}", answer.status());
@@ -267,6 +273,7 @@ async fn r19_every_event_is_recorded_once_listed_alike_by_api_and_cli_and_holds_
             "password_changed",
             "password_reset",
             "sessions_ended",
+            "login_failed",
             "unlocked",
             "user_disabled",
             "user_enabled",
@@ -284,13 +291,18 @@ async fn r19_every_event_is_recorded_once_listed_alike_by_api_and_cli_and_holds_
         records[4]["username"].as_str().unwrap().chars().count(),
         191
     );
-    assert!(!records[4]["username"].as_str().unwrap().contains('\t'));
+    assert!(
+        records[4]["username"]
+            .as_str()
+            .unwrap()
+            .starts_with("alice\u{FFFD}\u{FFFD}999")
+    );
     assert_eq!(
         records[8]["details"],
         json!({"cause": "revoked", "count": 1})
     );
     assert_eq!(
-        records[14]["details"],
+        records[15]["details"],
         json!({"cause": "revoked", "count": 1})
     );
     assert!(records[5]["client_ip"] == "127.0.0.1" && records[5]["session_id"].is_i64());
@@ -308,6 +320,12 @@ async fn r19_every_event_is_recorded_once_listed_alike_by_api_and_cli_and_holds_
     let printed = server.command(&["audit", "--since", first], "");
     let text = String::from_utf8(printed.stdout).unwrap();
     assert_eq!(text.lines().count(), records.len(), "{text}");
+    // What a client typed is quoted and escaped: it cannot pass for a field or a line.
+    assert!(!text.contains('\u{2028}') && !text.contains('\t'), "{text}");
+    assert!(
+        text.contains("user=\"alice\u{FFFD}\u{FFFD}999 login_succeeded"),
+        "{text}"
+    );
     assert!(text.lines().next().unwrap().starts_with("1 "), "{text}");
     let later = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
     let later = later
@@ -332,7 +350,16 @@ async fn r19_every_event_is_recorded_once_listed_alike_by_api_and_cli_and_holds_
         &root,
     )
     .await;
-    assert_eq!(failed["items"].as_array().unwrap().len(), 1);
+    assert_eq!(failed["items"].as_array().unwrap().len(), 2);
+    let answer = call(
+        &server,
+        Method::GET,
+        "/v1/admin/audit?user=%00",
+        Some(&root),
+        None,
+    )
+    .await;
+    assert_eq!(answer.status(), StatusCode::OK, "a name no record can hold");
     let answer = call(
         &server,
         Method::GET,

@@ -4,7 +4,8 @@
 //! puts the real binary on it under a steady load of recognitions and logins, and stops and
 //! starts that server: never the machine's shared ones. Which binaries to use comes from
 //! `WEBSESSIONS_TEST_PG_BIN` (PostgreSQL's `bin` directory) and `WEBSESSIONS_TEST_MARIADBD`;
-//! tests of an engine whose variable was not set when they were built are ignored.
+//! tests of an engine whose variable was not set when they were built are ignored. After the
+//! restart, every login that committed has its audit record and every record its session (R19).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,7 +19,7 @@ use websessions_tests::Backend;
 
 use crate::contract::SendChecked;
 use crate::server::{Server, free_port};
-use crate::support::{PASSWORD, api_login, metrics, readiness};
+use crate::support::{PASSWORD, api_login, get_json, metrics, readiness};
 
 /// The wait the servers here run with: longer than the restarts, shorter than the stop.
 const WAIT: Duration = Duration::from_secs(4);
@@ -423,8 +424,47 @@ async fn a_database_restart_fails_no_recognition(backend: Backend) {
         writes.len(),
         lost.len(),
     );
+    records_match_sessions(&server).await;
     server.stop().await;
     drop(db);
+}
+
+/// R19 across the restart: every login that committed (answered 200, or 503 when its
+/// COMMIT's answer was lost) has its record and every record its session, and the chain
+/// verifies.
+async fn records_match_sessions(server: &Server) {
+    server.create_superuser("root", PASSWORD);
+    let root = api_login(server, "root", PASSWORD).await;
+    let mut sessions = 0;
+    let mut after = String::new();
+    loop {
+        let page = get_json(
+            server,
+            &format!("/v1/admin/sessions?user=alice&limit=500{after}"),
+            &root,
+        )
+        .await;
+        sessions += page["items"].as_array().unwrap().len();
+        match page["next"].as_i64() {
+            Some(next) => after = format!("&after={next}"),
+            None => break,
+        }
+    }
+    let printed = server.command(&["audit", "--json"], "");
+    assert!(printed.status.success());
+    let logins = String::from_utf8(printed.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|r| r["event"] == "login_succeeded" && r["username"] == "alice")
+        .count();
+    assert_eq!(logins, sessions, "alice's logins recorded and her sessions");
+    let verified = server.command(&["audit", "verify"], "");
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
 }
 
 /// With the database down for longer than the wait, requests answer 503 with `Retry-After`

@@ -34,6 +34,7 @@ websessions_tests::on! {
         r19_verify_names_the_record_after_an_edit_a_deletion_or_a_swap,
         r19_a_truncation_of_the_newest_records_is_found_against_a_head_noted_elsewhere,
         r19_forty_failed_logins_over_two_processes_leave_forty_records_and_one_chain,
+        r19_users_created_while_others_append_each_take_a_place_of_their_own,
         r19_a_lock_is_recorded_with_the_failure_that_started_it,
         r19_a_login_racing_a_reset_leaves_records_that_match_what_happened,
         r19_a_change_rolled_back_leaves_no_record_and_an_ending_that_missed_none,
@@ -132,7 +133,29 @@ async fn r19_verify_names_the_record_after_an_edit_a_deletion_or_a_swap(backend:
     // Longer than one batch of verify's walk, so that the break is found past the first.
     let n = VERIFY_BATCH + 5;
     let at = n - 2;
-    let tampering: [(&str, Vec<String>, Broken); 4] = [
+    let tampering: [(&str, Vec<String>, Broken); 6] = [
+        (
+            "the same details spelt otherwise",
+            vec![format!(
+                "UPDATE audit_records SET details = '{{\"reason\": \"bad_credentials\"}}' \
+                 WHERE seq = {at}"
+            )],
+            Broken::Changed { seq: at },
+        ),
+        (
+            "a record put before the anchor",
+            vec![
+                "INSERT INTO audit_records (seq, at, event, username, actor, session_id, \
+                 client_ip, user_agent, details, prev_hash, hash) SELECT 0, at, 'user_deleted', \
+                 username, actor, session_id, client_ip, user_agent, details, prev_hash, hash \
+                 FROM audit_records WHERE seq = 1"
+                    .to_owned(),
+            ],
+            Broken::BeforeAnchor {
+                seq: 0,
+                anchor: audit::ChainPoint::START,
+            },
+        ),
         (
             "an edit",
             vec![format!(
@@ -546,6 +569,17 @@ async fn r19_pages_filter_by_user_event_and_time_and_follow_on(backend: Backend)
         .await
         .unwrap();
     assert_eq!(seqs(page), [2, 3, 4], "since is inclusive, until is not");
+    // Records keep whole seconds: a bound between two seconds falls on the later one.
+    let half = time::Duration::milliseconds(500);
+    let page = trail
+        .page(&filter(AuditFilter {
+            since: Some(day(1) + half),
+            until: Some(day(4) - half),
+            ..AuditFilter::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(seqs(page), [3, 4]);
     let page = trail
         .page(&AuditFilter {
             after: Some(2),
@@ -615,5 +649,50 @@ async fn r19_retention_deletes_the_chains_start_in_batches_and_verify_starts_at_
         .unwrap();
     let after = audit::verify(&trail, None).await.unwrap();
     assert_eq!((after.anchor, after.records), (ends.head, 1));
+    db.drop().await;
+}
+
+async fn r19_users_created_while_others_append_each_take_a_place_of_their_own(backend: Backend) {
+    // A creation reads its new row back before it appends (a snapshot, on MySQL/MariaDB,
+    // older than the head it then locks): it must still link after the newest record.
+    let db = TestDb::new(backend).await;
+    let (first, _) = contract::service(&db.store, contract::policy(1000));
+    let second = second_process(&db, contract::policy(1000)).await;
+    let barrier = Arc::new(Barrier::new(40));
+    let tasks: Vec<_> = (0..40usize)
+        .map(|n| {
+            let service = [first.clone(), second.clone()][n % 2].clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                if n % 2 == 0 {
+                    let name = format!("user{n}");
+                    let password = Password::new("a long enough password");
+                    service
+                        .create_user(&Superuser::operator(), &name, password, false)
+                        .await
+                        .map(drop)
+                        .map_err(|e| format!("{e:?}"))
+                } else {
+                    let failed = contract::login(
+                        &service,
+                        &contract::anonymous(),
+                        "nobody",
+                        "a guess",
+                        SessionKind::Api,
+                    )
+                    .await;
+                    assert!(matches!(failed, Err(LoginError::InvalidCredentials)));
+                    Ok(())
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let trail = SeaAudit::new(db.store.clone());
+    let verified = audit::verify(&trail, None).await.unwrap();
+    assert_eq!(verified.records, 40);
     db.drop().await;
 }

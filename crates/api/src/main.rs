@@ -125,20 +125,25 @@ async fn print_audit(
             if json {
                 writeln!(out, "{view}")?;
             } else {
-                let text = |key: &str| view[key].as_str().unwrap_or("-").to_owned();
+                // What a client typed (a username, a user agent) is quoted and escaped, so it
+                // cannot pass for another field or another line; `-` is no value.
+                let quoted = |value: Option<&str>| {
+                    value.map_or_else(|| "-".to_owned(), |v| format!("{v:?}"))
+                };
+                let entry = &record.entry;
                 writeln!(
                     out,
-                    "{seq} {at} {event} user={user} actor={actor} session={session} ip={ip} {details}",
+                    "{seq} {at} {event} user={user} actor={actor} session={session} ip={ip} agent={agent} {details}",
                     seq = record.seq,
-                    at = text("at"),
-                    event = text("event"),
-                    user = text("username"),
-                    actor = text("actor"),
-                    session = record
-                        .entry
+                    at = view["at"].as_str().unwrap_or_default(),
+                    event = entry.event,
+                    user = quoted(entry.username.as_deref()),
+                    actor = quoted(entry.actor.as_deref()),
+                    session = entry
                         .session_id
                         .map_or_else(|| "-".to_owned(), |id| id.to_string()),
-                    ip = text("client_ip"),
+                    ip = entry.client_ip.as_deref().unwrap_or("-"),
+                    agent = quoted(entry.user_agent.as_deref()),
                     details = view["details"],
                 )?;
             }

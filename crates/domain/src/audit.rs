@@ -138,12 +138,20 @@ pub struct Client {
     pub user_agent: Option<String>,
 }
 
-/// `text` cut to `max` characters, control characters (which some databases refuse, and
-/// which would forge lines in a terminal) replaced by U+FFFD.
+/// `text` cut to `max` characters, with control characters (which some databases refuse,
+/// and which would forge lines in a terminal), line and paragraph separators, bidirectional
+/// overrides and invisible format characters (which would make a reader see other text than
+/// is stored) replaced by U+FFFD.
 fn printable(text: &str, max: usize) -> String {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c,
+                '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}'
+                | '\u{FEFF}')
+    };
     text.chars()
         .take(max)
-        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .map(|c| if hidden(c) { '\u{FFFD}' } else { c })
         .collect()
 }
 
@@ -493,6 +501,8 @@ pub enum Broken {
     Changed { seq: u64 },
     #[error("the chain ends at {found}, not at the head storage keeps, {kept}")]
     HeadMismatch { found: ChainPoint, kept: ChainPoint },
+    #[error("record {seq} lies at or before the anchor {anchor}, where no record can be")]
+    BeforeAnchor { seq: u64, anchor: ChainPoint },
     #[error("the chain does not hold the expected head {expected} (it ends at {found})")]
     NotTheExpectedHead {
         expected: ChainPoint,
@@ -570,6 +580,20 @@ pub async fn verify(
     expected: Option<ChainPoint>,
 ) -> Result<Verified, VerifyError> {
     let ends = trail.ends().await?;
+    // Retention deleted everything up to the anchor: a record there was put there since.
+    let first = trail
+        .page(&AuditFilter {
+            limit: 1,
+            ..AuditFilter::default()
+        })
+        .await?;
+    if let Some(stored) = first.first().filter(|s| s.seq() <= ends.anchor.seq) {
+        return Err(Broken::BeforeAnchor {
+            seq: stored.seq(),
+            anchor: ends.anchor,
+        }
+        .into());
+    }
     let mut walk = Walk::from(ends.anchor);
     let mut records = 0;
     let mut holds_expected = expected.is_none_or(|point| point == ends.anchor);
@@ -666,6 +690,18 @@ mod tests {
         assert_eq!(read, written.details);
         assert_eq!(AuditEntry::parse_details("{\"x\":[1]}"), None);
         assert_eq!(AuditEntry::parse_details("[]"), None);
+    }
+
+    #[test]
+    fn r19_what_a_client_typed_cannot_hide_or_forge_text() {
+        let entry = AuditEntry::new(AuditEvent::LoginFailed, OffsetDateTime::UNIX_EPOCH)
+            .username("a\tb\u{2028}c\u{202E}d\u{200B}e\u{0}f é")
+            .user_agent("x\r\ny");
+        assert_eq!(
+            entry.username.as_deref(),
+            Some("a\u{FFFD}b\u{FFFD}c\u{FFFD}d\u{FFFD}e\u{FFFD}f é")
+        );
+        assert_eq!(entry.user_agent.as_deref(), Some("x\u{FFFD}\u{FFFD}y"));
     }
 
     #[test]

@@ -547,7 +547,7 @@ impl SessionHolder for Sessions {
         // R6: "perform periodic maintenance, as this is a good time". One batch only: the
         // backlog is housekeeping's, and a logout must stay quick. The logout itself has
         // happened; a failing purge is reported but does not undo it.
-        if let Err(error) = self.sweep(Sweep::OneBatch).await {
+        if let Err(error) = self.sweep(Sweep::OneBatch, crate::audit::OPERATOR).await {
             tracing::warn!(error = %error, "maintenance after logout failed");
         }
         Ok(())

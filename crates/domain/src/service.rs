@@ -323,11 +323,12 @@ impl Sessions {
 
     /// R8: deletes what `sweep` allows of the expired sessions, expired lockouts and the
     /// failures of names without an account.
-    pub(crate) async fn sweep(&self, sweep: Sweep) -> Result<PurgeReport, InfraError> {
+    /// `actor` is recorded as who ended the expired sessions (R19).
+    pub(crate) async fn sweep(&self, sweep: Sweep, actor: &str) -> Result<PurgeReport, InfraError> {
         let now = self.ports.clock.now();
         let cutoffs = self.policy.cutoffs(now);
         let expired = AuditEntry::new(AuditEvent::SessionsEnded, now)
-            .actor(crate::audit::OPERATOR)
+            .actor(actor)
             .detail("cause", EndCause::Expired.as_str());
         let expired_sessions = self
             .ports

@@ -57,6 +57,22 @@ pub trait UserAdmin: Send + Sync {
     async fn end_user_sessions(&self, by: &Superuser, username: &str) -> Result<u64, UserError>;
 }
 
+/// What an account change's work did, for its records (R19).
+#[derive(Clone, Copy, Debug)]
+struct Worked {
+    /// Whether it changed the account (disabling a disabled account does not).
+    changed: bool,
+    /// Session rows it deleted that had already expired (a deletion's).
+    expired: u64,
+}
+
+impl Worked {
+    const CHANGED: Self = Self {
+        changed: true,
+        expired: 0,
+    };
+}
+
 /// A boxed future, for closures that borrow the transaction they run in.
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -78,7 +94,9 @@ impl Sessions {
         user: &User,
         end_sessions: bool,
         (by, event): (&Superuser, AuditEvent),
-        work: impl for<'a> Fn(&'a mut Box<dyn AccountChange>) -> BoxFuture<'a, Result<(), InfraError>>
+        work: impl for<'a> Fn(
+            &'a mut Box<dyn AccountChange>,
+        ) -> BoxFuture<'a, Result<Worked, InfraError>>
         + Send
         + Sync,
     ) -> Result<Option<u64>, InfraError> {
@@ -92,7 +110,7 @@ impl Sessions {
         end_sessions: bool,
         (by, event): (&Superuser, AuditEvent),
         work: &(
-             impl for<'a> Fn(&'a mut Box<dyn AccountChange>) -> BoxFuture<'a, Result<(), InfraError>>
+             impl for<'a> Fn(&'a mut Box<dyn AccountChange>) -> BoxFuture<'a, Result<Worked, InfraError>>
              + Send
              + Sync
          ),
@@ -113,18 +131,26 @@ impl Sessions {
         } else {
             0
         };
-        work(&mut change).await?;
+        let worked = work(&mut change).await?;
         let name = user.username.as_str();
-        let mut records = vec![
-            self.record(event, by.client())
-                .username(name)
-                .actor(by.actor()),
-        ];
-        if ended > 0 {
+        let mut records = Vec::new();
+        if worked.changed {
             records.push(
-                self.ended_record(EndCause::Revoked, &user.username, ended, by.client())
+                self.record(event, by.client())
+                    .username(name)
                     .actor(by.actor()),
             );
+        }
+        for (cause, count) in [
+            (EndCause::Revoked, ended),
+            (EndCause::Expired, worked.expired),
+        ] {
+            if count > 0 {
+                records.push(
+                    self.ended_record(cause, &user.username, count, by.client())
+                        .actor(by.actor()),
+                );
+            }
         }
         for record in &records {
             change.audit(record.clone());
@@ -198,7 +224,14 @@ impl UserAdmin for Sessions {
         let id = user.id;
         let record = (by, AuditEvent::UserDeleted);
         self.change_account(&user, true, record, |change| {
-            Box::pin(async move { change.delete_user(id).await })
+            Box::pin(async move {
+                // Valid sessions were ended first; what the deletion takes had expired.
+                let expired = change.delete_user(id).await?;
+                Ok(Worked {
+                    changed: true,
+                    expired,
+                })
+            })
         })
         .await?
         .ok_or(UserError::NotFound)
@@ -231,7 +264,10 @@ impl UserAdmin for Sessions {
         let record = (by, AuditEvent::PasswordReset);
         self.change_account(&user, true, record, |change| {
             let hash = hash.clone();
-            Box::pin(async move { change.set_password(id, hash, now).await })
+            Box::pin(async move {
+                change.set_password(id, hash, now).await?;
+                Ok(Worked::CHANGED)
+            })
         })
         .await?
         .ok_or(ResetPasswordError::NotFound)
@@ -245,8 +281,10 @@ impl UserAdmin for Sessions {
             .record(AuditEvent::Unlocked, by.client())
             .username(username.as_str())
             .actor(by.actor());
-        self.ports.lockouts.clear(&username, record.clone()).await?;
-        self.audited([&record]);
+        // Nothing to clear is nothing to record (R19).
+        if self.ports.lockouts.clear(&username, record.clone()).await? {
+            self.audited([&record]);
+        }
         Ok(())
     }
 
@@ -265,7 +303,13 @@ impl UserAdmin for Sessions {
             AuditEvent::UserEnabled
         };
         self.change_account(&user, disabled, (by, event), |change| {
-            Box::pin(async move { change.set_disabled(id, disabled).await })
+            Box::pin(async move {
+                let changed = change.set_disabled(id, disabled).await?;
+                Ok(Worked {
+                    changed,
+                    expired: 0,
+                })
+            })
         })
         .await?
         .ok_or(UserError::NotFound)

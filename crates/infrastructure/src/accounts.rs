@@ -177,26 +177,28 @@ impl AccountChange for SeaAccountChange {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(user = user.0))]
-    async fn set_disabled(&mut self, user: UserId, disabled: bool) -> Result<(), InfraError> {
-        let update =
-            users::Entity::update_many().col_expr(users::Column::Disabled, Expr::value(disabled));
-        self.update_user(user, update).await.map(drop)
+    async fn set_disabled(&mut self, user: UserId, disabled: bool) -> Result<bool, InfraError> {
+        let update = users::Entity::update_many()
+            .col_expr(users::Column::Disabled, Expr::value(disabled))
+            .filter(users::Column::Disabled.ne(disabled));
+        self.update_user(user, update).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(user = user.0))]
-    async fn delete_user(&mut self, user: UserId) -> Result<(), InfraError> {
+    async fn delete_user(&mut self, user: UserId) -> Result<u64, InfraError> {
         // The session rows first (valid or not), though the foreign key would cascade: the
         // order of locks stays the user's row, then sessions.
-        sessions::Entity::delete_many()
+        let sessions = sessions::Entity::delete_many()
             .filter(sessions::Column::UserId.eq(user.0))
             .exec(&self.txn)
             .await
-            .map_err(interrupted)?;
+            .map_err(interrupted)?
+            .rows_affected;
         users::Entity::delete_by_id(user.0)
             .exec(&self.txn)
             .await
-            .map_err(interrupted)
-            .map(drop)
+            .map_err(interrupted)?;
+        Ok(sessions)
     }
 
     fn audit(&mut self, entry: AuditEntry) {

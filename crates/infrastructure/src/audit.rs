@@ -44,11 +44,19 @@ fn point(seq: i64, hash: &[u8]) -> Result<ChainPoint, InfraError> {
     })
 }
 
+/// The first whole second at or after `at`, in Unix seconds.
+fn whole_second_at_or_after(at: OffsetDateTime) -> i64 {
+    unix(at).saturating_add(i64::from(at.nanosecond() > 0))
+}
+
 fn seq(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
-/// Locks the chain's row in `txn` (a write that changes nothing) and reads it.
+/// Locks the chain's row in `txn` (a write that changes nothing: SQLite's write lock too) and
+/// reads it with a locking read. A plain read would see the transaction's snapshot on
+/// MySQL/MariaDB (REPEATABLE READ), taken at its first read, which may be older than the
+/// head it has just locked: two appends would then take one sequence number.
 async fn lock_chain<C: ConnectionTrait>(txn: &C) -> Result<audit_chain::Model, Failure> {
     audit_chain::Entity::update_many()
         .col_expr(
@@ -60,6 +68,7 @@ async fn lock_chain<C: ConnectionTrait>(txn: &C) -> Result<audit_chain::Model, F
         .await
         .map_err(retry)?;
     audit_chain::Entity::find_by_id(CHAIN)
+        .lock_exclusive()
         .one(txn)
         .await
         .map_err(retry)?
@@ -130,6 +139,11 @@ fn stored(row: audit_records::Model) -> Stored {
         entry.client_ip = row.client_ip.clone();
         entry.user_agent = row.user_agent.clone();
         entry.details = AuditEntry::parse_details(&row.details)?;
+        // Only the canonical text could have been written: any other spelling of the same
+        // details (a duplicate key, spaces, escapes) was changed in the database.
+        if entry.details_json() != row.details {
+            return None;
+        }
         Some(AuditRecord {
             seq: u64::try_from(row.seq).ok()?,
             entry,
@@ -204,11 +218,12 @@ impl AuditTrail for SeaAudit {
         if let Some(event) = filter.event {
             find = find.filter(audit_records::Column::Event.eq(event.as_str()));
         }
+        // Records keep whole seconds: a bound between two seconds falls on the later one.
         if let Some(since) = filter.since {
-            find = find.filter(audit_records::Column::At.gte(unix(since)));
+            find = find.filter(audit_records::Column::At.gte(whole_second_at_or_after(since)));
         }
         if let Some(until) = filter.until {
-            find = find.filter(audit_records::Column::At.lt(unix(until)));
+            find = find.filter(audit_records::Column::At.lt(whole_second_at_or_after(until)));
         }
         if let Some(after) = filter.after {
             find = find.filter(audit_records::Column::Seq.gt(seq(after)));

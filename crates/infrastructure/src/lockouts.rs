@@ -182,7 +182,7 @@ impl LockoutRepository for SeaLockouts {
         let own = counted.started_lock.map(|until| {
             Condition::all().add(account_lockouts::Column::LockedUntil.eq(unix(until)))
         });
-        self.forget(username.as_str(), own, &[]).await
+        self.forget(username.as_str(), own, &[]).await.map(drop)
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(username = %username))]
@@ -217,7 +217,7 @@ impl LockoutRepository for SeaLockouts {
             .await
     }
 
-    async fn clear(&self, username: &Username, audit: AuditEntry) -> Result<(), InfraError> {
+    async fn clear(&self, username: &Username, audit: AuditEntry) -> Result<bool, InfraError> {
         self.forget(username.as_str(), Some(Condition::all()), &[audit])
             .await
     }
@@ -255,34 +255,39 @@ impl LockoutRepository for SeaLockouts {
 
 impl SeaLockouts {
     /// Deletes `name`'s failures and, when `lock` says which, its lock, in one transaction
-    /// with `audit`'s records.
+    /// with `audit`'s records when anything went; whether anything did.
     async fn forget(
         &self,
         name: &str,
         lock: Option<Condition>,
         audit: &[AuditEntry],
-    ) -> Result<(), InfraError> {
+    ) -> Result<bool, InfraError> {
         let lock = &lock;
         self.store
             .run(|db| async move {
                 let txn = db.begin().await.map_err(retry)?;
                 // The failure row first: the same lock order as `attempt`.
-                login_failures::Entity::delete_by_id(name)
+                let mut gone = login_failures::Entity::delete_by_id(name)
                     .exec(&txn)
                     .await
-                    .map_err(retry)?;
+                    .map_err(retry)?
+                    .rows_affected;
                 if let Some(which) = lock {
-                    account_lockouts::Entity::delete_many()
+                    gone += account_lockouts::Entity::delete_many()
                         .filter(account_lockouts::Column::Username.eq(name))
                         .filter(which.clone())
                         .exec(&txn)
                         .await
-                        .map_err(retry)?;
+                        .map_err(retry)?
+                        .rows_affected;
                 }
-                append_in(&txn, audit).await?;
+                if gone > 0 {
+                    append_in(&txn, audit).await?;
+                }
                 // Never replayed once its COMMIT was sent (R9): were the answer lost, running
                 // it again would delete failures that other attempts counted since.
-                txn.commit().await.map_err(|e| Failure::from(lost(e)))
+                txn.commit().await.map_err(|e| Failure::from(lost(e)))?;
+                Ok(gone > 0)
             })
             .await
     }

@@ -222,10 +222,11 @@ pub trait AccountChange: Send {
         now: OffsetDateTime,
     ) -> Result<(), InfraError>;
 
-    async fn set_disabled(&mut self, user: UserId, disabled: bool) -> Result<(), InfraError>;
+    /// Whether it changed the account (it was not already so).
+    async fn set_disabled(&mut self, user: UserId, disabled: bool) -> Result<bool, InfraError>;
 
-    /// Deletes the user and every session row of theirs.
-    async fn delete_user(&mut self, user: UserId) -> Result<(), InfraError>;
+    /// Deletes the user and every session row of theirs; how many session rows went.
+    async fn delete_user(&mut self, user: UserId) -> Result<u64, InfraError>;
 
     /// Records `entry` with the change (R19): appended by `commit`, after the chain's head,
     /// which is locked last.
@@ -284,8 +285,8 @@ pub trait LockoutRepository: Send + Sync {
     ) -> Result<(), InfraError>;
 
     /// Clears the failures and any lock (an operator's unlock), appending `audit` in the same
-    /// transaction.
-    async fn clear(&self, username: &Username, audit: AuditEntry) -> Result<(), InfraError>;
+    /// transaction when there was something to clear; whether there was.
+    async fn clear(&self, username: &Username, audit: AuditEntry) -> Result<bool, InfraError>;
 
     /// Deletes locks that ended by `now`, and the failures of usernames without an account
     /// that have no lock in force, `batch` rows per statement, each batch found through an

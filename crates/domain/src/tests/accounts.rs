@@ -394,6 +394,9 @@ async fn r7_disabling_ends_sessions_and_enabling_does_not() {
 async fn r7_deleting_a_user_ends_its_sessions_then_deletes_it() {
     let mut h = Harness::new().with_user(alice());
     h.script.ended = 2;
+    // Two rows that had expired and not yet been purged go with the user: recorded as
+    // expired sessions (R19), since no record said so before.
+    h.script.expired = 3;
     let (service, events) = h.build();
     service.delete_user(&root(), "alice").await.unwrap();
     assert_eq!(
@@ -404,10 +407,31 @@ async fn r7_deleting_a_user_ends_its_sessions_then_deletes_it() {
             "tx:delete_user:7",
             "tx:audit:user_deleted:alice:",
             "tx:audit:sessions_ended:alice:cause=revoked,count=2",
+            "tx:audit:sessions_ended:alice:cause=expired,count=3",
             "tx:commit",
             "ended:revoked:2",
             "audited:user_deleted",
             "audited:sessions_ended",
+            "audited:sessions_ended",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn r19_disabling_a_disabled_user_or_unlocking_nothing_records_nothing() {
+    let mut h = Harness::new().with_user(alice());
+    h.script.changes = false;
+    h.lockouts.expect_clear().returning(|_, _| Ok(false));
+    let (service, events) = h.build();
+    service.set_disabled(&root(), "alice", true).await.unwrap();
+    service.unlock(&root(), "alice").await.unwrap();
+    assert_eq!(
+        events.take(),
+        [
+            "tx:lock_user:7:exists",
+            "tx:end_sessions:user7:any:except:none",
+            "tx:set_disabled:7:true",
+            "tx:commit",
         ]
     );
 }

@@ -197,6 +197,10 @@ pub(crate) struct Script {
     pub(crate) new_id: i64,
     /// What `end_sessions` answers.
     pub(crate) ended: u64,
+    /// Whether `set_disabled` changes the account.
+    pub(crate) changes: bool,
+    /// How many expired session rows `delete_user` deletes.
+    pub(crate) expired: u64,
     /// The statement (`"end_sessions"`, `"record_login"`) the connection interrupts, and how
     /// many more times it does (a database restart during the transaction).
     pub(crate) interrupt: Option<(&'static str, Arc<AtomicUsize>)>,
@@ -209,6 +213,8 @@ impl Default for Script {
             target_matches: true,
             new_id: 50,
             ended: 0,
+            changes: true,
+            expired: 0,
             interrupt: None,
         }
     }
@@ -332,14 +338,14 @@ impl AccountChange for Scripted {
             .push(format!("tx:set_password:{}:{}", user.0, hash.as_str()));
         Ok(())
     }
-    async fn set_disabled(&mut self, user: UserId, disabled: bool) -> Result<(), InfraError> {
+    async fn set_disabled(&mut self, user: UserId, disabled: bool) -> Result<bool, InfraError> {
         self.log
             .push(format!("tx:set_disabled:{}:{disabled}", user.0));
-        Ok(())
+        Ok(self.script.changes)
     }
-    async fn delete_user(&mut self, user: UserId) -> Result<(), InfraError> {
+    async fn delete_user(&mut self, user: UserId) -> Result<u64, InfraError> {
         self.log.push(format!("tx:delete_user:{}", user.0));
-        Ok(())
+        Ok(self.script.expired)
     }
     fn audit(&mut self, entry: AuditEntry) {
         assert_eq!(entry.at, NOW);
