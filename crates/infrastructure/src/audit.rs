@@ -1,13 +1,14 @@
-//! `AuditTrail` on SeaORM (R19). An append locks the chain's head row with an UPDATE (a row
-//! lock on PostgreSQL and MySQL/MariaDB, the database's write lock on SQLite), reads it, links
-//! its records after it, and moves it: the last statements before COMMIT, so appends of any
-//! number of processes form one chain and hold the head only briefly.
+//! `AuditTrail` on SeaORM (R19). An append locks the chain's head row and reads it (SELECT
+//! ... FOR UPDATE on PostgreSQL and MySQL/MariaDB; on SQLite a write first, which takes the
+//! database's write lock), links its records after it, and moves it: the last statements
+//! before COMMIT, so appends of any number of processes form one chain and hold the head only
+//! briefly.
 
 use async_trait::async_trait;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 use time::OffsetDateTime;
 use websessions_domain::InfraError;
@@ -53,20 +54,23 @@ fn seq(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
-/// Locks the chain's row in `txn` (a write that changes nothing: SQLite's write lock too) and
-/// reads it with a locking read. A plain read would see the transaction's snapshot on
-/// MySQL/MariaDB (REPEATABLE READ), taken at its first read, which may be older than the
-/// head it has just locked: two appends would then take one sequence number.
+/// Locks the chain's row in `txn` and reads it, with a locking read (FOR UPDATE). A plain
+/// read would see the transaction's snapshot on MySQL/MariaDB (REPEATABLE READ), taken at its
+/// first read, which may be older than the head it then locks: two appends would take one
+/// sequence number. SQLite has no row locks (it ignores FOR UPDATE): there a write that
+/// changes nothing takes the database's write lock first, so the read cannot go stale.
 async fn lock_chain<C: ConnectionTrait>(txn: &C) -> Result<audit_chain::Model, Failure> {
-    audit_chain::Entity::update_many()
-        .col_expr(
-            audit_chain::Column::HeadSeq,
-            Expr::col(audit_chain::Column::HeadSeq),
-        )
-        .filter(audit_chain::Column::Id.eq(CHAIN))
-        .exec(txn)
-        .await
-        .map_err(retry)?;
+    if txn.get_database_backend() == DbBackend::Sqlite {
+        audit_chain::Entity::update_many()
+            .col_expr(
+                audit_chain::Column::HeadSeq,
+                Expr::col(audit_chain::Column::HeadSeq),
+            )
+            .filter(audit_chain::Column::Id.eq(CHAIN))
+            .exec(txn)
+            .await
+            .map_err(retry)?;
+    }
     audit_chain::Entity::find_by_id(CHAIN)
         .lock_exclusive()
         .one(txn)
