@@ -16,6 +16,7 @@ use time::{Duration, OffsetDateTime};
 use tokio::sync::Barrier;
 use websessions_domain::audit::{AuditEntry, AuditEvent};
 use websessions_domain::fixtures::{self, token};
+use websessions_domain::ports::AuditTrail as _;
 use websessions_domain::ports::{
     AccountStore, Clock, Created, Expect, HashTicket, LockoutRepository, NewSession, NewUser,
     NoEvents, Owner, PasswordHasher, SessionRepository, Sweep, Target, UserRepository,
@@ -1067,7 +1068,8 @@ async fn r9_attempts_count_and_lock_at_each_multiple_of_the_threshold(db: Store)
             assert_eq!(
                 refused,
                 Attempt::Locked {
-                    until: at + Duration::minutes(10)
+                    until: at + Duration::minutes(10),
+                    lapsed: false,
                 }
             );
             at += Duration::minutes(10);
@@ -1083,9 +1085,10 @@ async fn r9_attempts_count_and_lock_at_each_multiple_of_the_threshold(db: Store)
 }
 
 /// R9's one atomic step under a burst: exactly `threshold` attempts are counted, the one that
-/// reaches it starts the lock, and every other is refused without a count.
+/// reaches it starts the lock, and every other is refused without a count. A lease that
+/// lapses is told, and the first to tell it records the lock (R19), once.
 async fn r9_a_burst_of_attempts_is_counted_up_to_the_lock_and_no_further(db: Store) {
-    let repo = Arc::new(SeaLockouts::new(db));
+    let repo = Arc::new(SeaLockouts::new(db.clone()));
     let barrier = Arc::new(Barrier::new(40));
     let tasks: Vec<_> = (0..40)
         .map(|_| {
@@ -1142,7 +1145,8 @@ async fn r9_a_burst_of_attempts_is_counted_up_to_the_lock_and_no_further(db: Sto
             .await
             .unwrap(),
         Attempt::Locked {
-            until: NOW + Duration::minutes(10)
+            until: NOW + Duration::minutes(10),
+            lapsed: false,
         }
     );
     // The lease of a lock whose verifier never answered lapses: the lock stands.
@@ -1155,10 +1159,44 @@ async fn r9_a_burst_of_attempts_is_counted_up_to_the_lock_and_no_further(db: Sto
         repo.attempt(&bob, NOW, policy(10)).await.unwrap(),
         Attempt::Provisional
     );
-    assert!(matches!(
+    let Attempt::Locked { until, lapsed } = repo.attempt(&bob, later, policy(10)).await.unwrap()
+    else {
+        panic!("a lapsed lease lets attempts through");
+    };
+    assert!(lapsed, "the lapse is told, so that it can be recorded");
+    // The first to say so makes it stand, with its record; no one after.
+    let record_of = record;
+    let record = || record_of(AuditEvent::LockStarted);
+    assert!(repo.stood(&bob, until, record()).await.unwrap());
+    assert!(!repo.stood(&bob, until, record()).await.unwrap());
+    assert_eq!(
         repo.attempt(&bob, later, policy(10)).await.unwrap(),
-        Attempt::Locked { .. }
-    ));
+        Attempt::Locked {
+            until,
+            lapsed: false,
+        }
+    );
+    // The slow verifier's outcome comes after: its failure is recorded, the lock not again.
+    let started = Counted {
+        failure_count: 10,
+        started_lock: Some(until),
+    };
+    let failure = record_of(AuditEvent::LoginFailed);
+    repo.failed(&bob, started, vec![failure, record()])
+        .await
+        .unwrap();
+    let trail = SeaAudit::new(db);
+    let events: Vec<_> = trail
+        .after(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|stored| match stored {
+            websessions_domain::audit::Stored::Record(r) => r.entry.event,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(events, [AuditEvent::LockStarted, AuditEvent::LoginFailed]);
 }
 
 async fn r9_a_verified_password_removes_only_the_lock_its_own_count_started(db: Store) {

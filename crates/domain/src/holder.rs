@@ -149,10 +149,9 @@ impl Sessions {
     ) -> Result<(), InfraError> {
         let mut records = vec![failure];
         if let Some(until) = counted.started_lock {
-            let lock = AuditEntry::new(AuditEvent::LockStarted, records[0].at)
-                .username(username.as_str())
-                .detail("failures", u64::from(counted.failure_count))
-                .detail("until", rfc3339(until).as_str());
+            let lock = self
+                .lock_started(username, until)
+                .detail("failures", u64::from(counted.failure_count));
             records.push(lock);
         }
         let audited = records.clone();
@@ -164,6 +163,29 @@ impl Sessions {
             self.ports.events.lockout_started();
         }
         self.audited(&audited);
+        Ok(())
+    }
+
+    /// A `lock_started` record (R19) of `username`'s lock until `until`.
+    fn lock_started(&self, username: &Username, until: OffsetDateTime) -> AuditEntry {
+        AuditEntry::new(AuditEvent::LockStarted, self.ports.clock.now())
+            .username(username.as_str())
+            .detail("until", rfc3339(until).as_str())
+    }
+
+    /// R9, R19: a provisional lock whose lease lapsed with no outcome stands; the first
+    /// attempt that meets it says so, once, and it is reported.
+    async fn lapsed(&self, username: &Username, until: OffsetDateTime) -> Result<(), InfraError> {
+        let record = self.lock_started(username, until).detail("lease", "lapsed");
+        if self
+            .ports
+            .lockouts
+            .stood(username, until, record.clone())
+            .await?
+        {
+            self.ports.events.lockout_started();
+            self.audited([&record]);
+        }
         Ok(())
     }
 
@@ -237,7 +259,12 @@ impl Sessions {
                 .attempt(username, now, self.lockout)
                 .await?
             {
-                Attempt::Locked { until } => Counting::Locked(until),
+                Attempt::Locked { until, lapsed } => {
+                    if lapsed {
+                        self.lapsed(username, until).await?;
+                    }
+                    Counting::Locked(until)
+                }
                 Attempt::Provisional => Counting::Provisional,
                 Attempt::Counted(counted) => Counting::Counted(counted),
             },

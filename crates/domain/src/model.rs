@@ -58,8 +58,10 @@ pub struct LockoutState {
 /// What R9's one atomic step did with an attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Attempt {
-    /// A lock is in force until `until`: nothing was counted.
-    Locked { until: OffsetDateTime },
+    /// A lock is in force until `until`: nothing was counted. `lapsed`: it was provisional
+    /// and its lease lapsed with no outcome (its verifier died or is slow), so it stands now
+    /// though nothing has said so yet (`LockoutRepository::stood`).
+    Locked { until: OffsetDateTime, lapsed: bool },
     /// A provisional lock is in force: the attempt that started it is still being verified,
     /// and its outcome decides whether the lock stands. Nothing was counted.
     Provisional,

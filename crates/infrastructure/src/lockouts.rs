@@ -11,7 +11,7 @@ use sea_orm::{
     QuerySelect, TransactionTrait,
 };
 use time::OffsetDateTime;
-use websessions_domain::audit::AuditEntry;
+use websessions_domain::audit::{AuditEntry, AuditEvent};
 use websessions_domain::ports::{LockoutPurge, LockoutRepository, Sweep};
 use websessions_domain::{Attempt, Counted, InfraError, LockoutPolicy, LockoutState, Username};
 
@@ -42,11 +42,32 @@ fn count(stored: i64) -> u32 {
 
 /// The lock on `name` in force at `now`, read in `db`: until when, and whether it is still
 /// provisional (its lease runs).
+/// Where a lock's lease stands at a moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lease {
+    /// No lease: the lock stands.
+    None,
+    /// The attempt that started the lock is still being verified.
+    Running,
+    /// The lease ran out with no outcome: the lock stands, though nothing said so yet.
+    Lapsed,
+}
+
+impl Lease {
+    fn at(lease: Option<i64>, now: i64) -> Self {
+        match lease {
+            None => Self::None,
+            Some(lease) if lease > now => Self::Running,
+            Some(_) => Self::Lapsed,
+        }
+    }
+}
+
 async fn lock_in_force<C: sea_orm::ConnectionTrait>(
     db: &C,
     name: &str,
     now: i64,
-) -> Result<Option<(i64, bool)>, Failure> {
+) -> Result<Option<(i64, Lease)>, Failure> {
     let lock: Option<(i64, Option<i64>)> = account_lockouts::Entity::find_by_id(name)
         .select_only()
         .column(account_lockouts::Column::LockedUntil)
@@ -56,7 +77,7 @@ async fn lock_in_force<C: sea_orm::ConnectionTrait>(
         .one(db)
         .await
         .map_err(retry)?;
-    Ok(lock.map(|(until, lease)| (until, lease.is_some_and(|lease| lease > now))))
+    Ok(lock.map(|(until, lease)| (until, Lease::at(lease, now))))
 }
 
 /// Counts one attempt on `name` in `txn` with one upsert, which takes the name's row lock
@@ -115,7 +136,7 @@ impl LockoutRepository for SeaLockouts {
             locked_until: locked_until
                 .map(|(until, _)| from_unix(until))
                 .transpose()?,
-            provisional: locked_until.is_some_and(|(_, provisional)| provisional),
+            provisional: locked_until.is_some_and(|(_, lease)| lease == Lease::Running),
         })
     }
 
@@ -169,9 +190,10 @@ impl LockoutRepository for SeaLockouts {
             .await?;
         match counted {
             Ok(counted) => Ok(Attempt::Counted(counted)),
-            Err((_, true)) => Ok(Attempt::Provisional),
-            Err((until, false)) => Ok(Attempt::Locked {
+            Err((_, Lease::Running)) => Ok(Attempt::Provisional),
+            Err((until, lease)) => Ok(Attempt::Locked {
                 until: from_unix(until)?,
+                lapsed: lease == Lease::Lapsed,
             }),
         }
     }
@@ -197,22 +219,41 @@ impl LockoutRepository for SeaLockouts {
         self.store
             .run(|db| async move {
                 let txn = db.begin().await.map_err(retry)?;
-                if let Some(until) = counted.started_lock {
-                    // Only the lock this attempt started.
-                    account_lockouts::Entity::update_many()
-                        .col_expr(
-                            account_lockouts::Column::LeaseUntil,
-                            Expr::value(Option::<i64>::None),
-                        )
-                        .filter(account_lockouts::Column::Username.eq(name))
-                        .filter(account_lockouts::Column::LockedUntil.eq(unix(until)))
-                        .exec(&txn)
-                        .await
-                        .map_err(retry)?;
-                }
-                append_in(&txn, audit).await?;
+                let stands_now = match counted.started_lock {
+                    Some(until) => stand(&txn, name, until).await?,
+                    None => false,
+                };
+                // A lock its lapsed lease made stand was recorded then.
+                let records: Vec<AuditEntry> = audit
+                    .iter()
+                    .filter(|r| stands_now || r.event != AuditEvent::LockStarted)
+                    .cloned()
+                    .collect();
+                append_in(&txn, &records).await?;
                 // Never replayed once its COMMIT was sent: the records would be appended twice.
                 txn.commit().await.map_err(|e| Failure::from(lost(e)))
+            })
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(username = %username))]
+    async fn stood(
+        &self,
+        username: &Username,
+        until: OffsetDateTime,
+        audit: AuditEntry,
+    ) -> Result<bool, InfraError> {
+        let (name, audit) = (username.as_str(), std::slice::from_ref(&audit));
+        self.store
+            .run(|db| async move {
+                let txn = db.begin().await.map_err(retry)?;
+                let stands_now = stand(&txn, name, until).await?;
+                if stands_now {
+                    append_in(&txn, audit).await?;
+                }
+                // Never replayed once its COMMIT was sent: the record would be appended twice.
+                txn.commit().await.map_err(|e| Failure::from(lost(e)))?;
+                Ok(stands_now)
             })
             .await
     }
@@ -251,6 +292,27 @@ impl LockoutRepository for SeaLockouts {
             orphan_failures,
         })
     }
+}
+
+/// Makes `name`'s provisional lock until `until` stand (no lease); whether it was still
+/// provisional.
+async fn stand(
+    txn: &DatabaseTransaction,
+    name: &str,
+    until: OffsetDateTime,
+) -> Result<bool, Failure> {
+    let result = account_lockouts::Entity::update_many()
+        .col_expr(
+            account_lockouts::Column::LeaseUntil,
+            Expr::value(Option::<i64>::None),
+        )
+        .filter(account_lockouts::Column::Username.eq(name))
+        .filter(account_lockouts::Column::LockedUntil.eq(unix(until)))
+        .filter(account_lockouts::Column::LeaseUntil.is_not_null())
+        .exec(txn)
+        .await
+        .map_err(retry)?;
+    Ok(result.rows_affected == 1)
 }
 
 impl SeaLockouts {

@@ -275,14 +275,26 @@ pub trait LockoutRepository: Send + Sync {
 
     /// A password that did not verify for `counted`: the lock `counted` started, if it did,
     /// stands from now on, no longer provisional, and `audit` is appended, in one transaction
-    /// (R19: the outcome and its record commit together). Never replayed once its COMMIT was
-    /// sent.
+    /// (R19: the outcome and its record commit together); a `lock_started` among them only
+    /// when this confirmation made the lock stand (not when its lapsed lease already had,
+    /// `stood`). Never replayed once its COMMIT was sent.
     async fn failed(
         &self,
         username: &Username,
         counted: Counted,
         audit: Vec<AuditEntry>,
     ) -> Result<(), InfraError>;
+
+    /// The provisional lock until `until` whose lease lapsed stands from now on, with `audit`
+    /// (its `lock_started`) appended in the same transaction, once: whether this call made it
+    /// stand (false when an outcome or another call already had). Never replayed once its
+    /// COMMIT was sent.
+    async fn stood(
+        &self,
+        username: &Username,
+        until: OffsetDateTime,
+        audit: AuditEntry,
+    ) -> Result<bool, InfraError>;
 
     /// Clears the failures and any lock (an operator's unlock), appending `audit` in the same
     /// transaction when there was something to clear; whether there was.

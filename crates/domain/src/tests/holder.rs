@@ -293,7 +293,12 @@ async fn r5f_a_locked_username_is_refused_before_the_password_is_checked() {
         .withf(|name, now, policy| {
             name.as_str() == "alice" && *now == NOW && *policy == LockoutPolicy::default()
         })
-        .returning(move |_, _, _| Ok(Attempt::Locked { until }));
+        .returning(move |_, _, _| {
+            Ok(Attempt::Locked {
+                until,
+                lapsed: false,
+            })
+        });
     // No hasher verify or user expectations: touching them would panic.
     let (service, events) = h.build();
     let result = login(
@@ -307,6 +312,50 @@ async fn r5f_a_locked_username_is_refused_before_the_password_is_checked() {
         if u == until && retry_after.seconds() == 600)
     );
     assert_eq!(events.take(), ["login:locked"]);
+}
+
+#[tokio::test]
+async fn r19_the_first_attempt_to_meet_a_lapsed_lease_records_the_lock_that_now_stands() {
+    // The attempt that started the lock died before its outcome; the lease ran out.
+    let until = NOW + Duration::minutes(10);
+    for first in [true, false] {
+        let mut h = Harness::new();
+        h.lockouts.expect_attempt().returning(move |_, _, _| {
+            Ok(Attempt::Locked {
+                until,
+                lapsed: true,
+            })
+        });
+        let log = h.log.clone();
+        h.lockouts
+            .expect_stood()
+            .withf(move |name, u, record| {
+                name.as_str() == "alice"
+                    && *u == until
+                    && describe(record)
+                        == "lock_started:alice:lease=lapsed,until=2026-01-01T12:10:00Z"
+            })
+            .times(1)
+            .returning(move |_, _, _| {
+                log.push("stood".into());
+                Ok(first)
+            });
+        let (service, events) = h.build();
+        let result = login(
+            &service,
+            &nobody(),
+            attempt("alice", "right", SessionKind::Browser),
+        )
+        .await;
+        assert!(matches!(result, Err(LoginError::Locked { .. })));
+        // Only the call that made it stand reports it; the refusal itself records nothing.
+        let expected: &[&str] = if first {
+            &["stood", "lockout", "audited:lock_started", "login:locked"]
+        } else {
+            &["stood", "login:locked"]
+        };
+        assert_eq!(events.take(), expected);
+    }
 }
 
 #[tokio::test]
@@ -526,7 +575,13 @@ async fn r9_an_attempt_whose_provisional_lock_then_stands_is_refused_with_the_re
     provisional_then(
         &mut h,
         0,
-        vec![Attempt::Provisional, Attempt::Locked { until }],
+        vec![
+            Attempt::Provisional,
+            Attempt::Locked {
+                until,
+                lapsed: false,
+            },
+        ],
     );
     let (service, log) = h.build();
     let result = alice_logs_in_over_the_api(&service).await;
@@ -996,6 +1051,7 @@ async fn r7_a_locked_user_cannot_change_a_password_and_it_is_not_checked() {
     h.lockouts.expect_attempt().returning(|_, _, _| {
         Ok(Attempt::Locked {
             until: NOW + Duration::seconds(30),
+            lapsed: false,
         })
     });
     let (service, _) = h.build();
