@@ -225,6 +225,29 @@ async fn a_stolen_cookie_with_a_forged_forwarded_for_is_sent_to_sign_in(backend:
     // The user's own session was not disturbed by the attempts.
     let resp = from(&gateway.http, None).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
+    // The audit trail keeps each client's own address: never nginx's, never a forged one
+    // (R19, R11).
+    let resp = thief
+        .post(gateway.nginx.url("/v1/session/login"))
+        .header("x-forwarded-for", CLIENT.to_string())
+        .json(&json!({"username": "alice", "password": "a guess at hers"}))
+        .send_checked()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let printed = gateway.servers[0].command(&["audit", "--json"], "");
+    assert!(printed.status.success());
+    let records: Vec<Value> = String::from_utf8(printed.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let address = |event: &str| {
+        let record = records.iter().find(|r| r["event"] == event).unwrap();
+        record["client_ip"].clone()
+    };
+    assert_eq!(address("login_succeeded"), CLIENT.to_string());
+    assert_eq!(address("login_failed"), OTHER.to_string());
 }
 
 async fn a_session_ended_through_one_process_is_refused_at_once_by_both(backend: Backend) {
