@@ -287,11 +287,7 @@ impl Sessions {
         }
         match counted {
             Some((username, counted)) => self.failed(username, counted, failure).await?,
-            None => {
-                let records = vec![failure];
-                self.ports.audit.append(records.clone()).await?;
-                self.audited(&records);
-            }
+            None => self.record_refusal(vec![failure]).await?,
         }
         self.ports.events.login(LoginResult::BadCredentials);
         Ok(LoginError::InvalidCredentials)
@@ -392,15 +388,11 @@ impl Sessions {
                     .actor(user.username.as_str()),
             );
         }
-        for record in &records {
-            change.audit(record.clone());
-        }
-        change.commit().await?;
+        self.commit_recorded(change, &records).await?;
         if !reused {
             self.ports.events.session_started(kind);
         }
         self.ended(EndCause::Replaced, replaced);
-        self.audited(&records);
         Ok(Some(Issued {
             session: SessionRecord {
                 id,

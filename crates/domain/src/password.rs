@@ -39,14 +39,9 @@ impl Sessions {
                 return Err(ChangePasswordError::Locked { until, retry_after });
             }
             Guess::Overlong => {
-                let records = vec![self.wrong_password(
-                    &me.username,
-                    BAD_CREDENTIALS,
-                    &proven,
-                    &presented.client(),
-                )];
-                self.ports.audit.append(records.clone()).await?;
-                self.audited(&records);
+                let client = presented.client();
+                let failure = self.wrong_password(&me.username, BAD_CREDENTIALS, &proven, &client);
+                self.record_refusal(vec![failure]).await?;
                 return Err(ChangePasswordError::WrongPassword);
             }
         };
@@ -131,12 +126,8 @@ impl Sessions {
                     .actor(name),
             );
         }
-        for entry in &records {
-            change.audit(entry.clone());
-        }
-        change.commit().await?;
+        self.commit_recorded(change, &records).await?;
         self.ended(EndCause::PasswordChange, ended);
-        self.audited(&records);
         record.token_hash = token_hash;
         record.last_activity_at = now;
         Ok(Some(Issued {

@@ -14,8 +14,9 @@ use crate::error::InfraError;
 use crate::model::{EndCause, PurgeReport, SessionRecord};
 use crate::policy::{LockoutPolicy, SessionPolicy};
 use crate::ports::{
-    AccountStore, AuditTrail, Clock, Events, Expect, LockoutRepository, PasswordHasher, RateLimits,
-    SessionRepository, Sweep, Target, Timer, TokenSource, UserRepository, UserSessions,
+    AccountChange, AccountStore, AuditTrail, Clock, Events, Expect, LockoutRepository,
+    PasswordHasher, RateLimits, SessionRepository, Sweep, Target, Timer, TokenSource,
+    UserRepository, UserSessions,
 };
 use crate::value::{ClientIp, SessionId, UserId};
 
@@ -119,6 +120,29 @@ impl Sessions {
     /// A record of `event`, now, from `client` (R19).
     pub(crate) fn record(&self, event: AuditEvent, client: &Client) -> AuditEntry {
         AuditEntry::new(event, self.ports.clock.now()).client(client)
+    }
+
+    /// Commits `change` with `records`, appended just before its COMMIT (R19: a change and
+    /// its records commit together), then reports them.
+    pub(crate) async fn commit_recorded(
+        &self,
+        mut change: Box<dyn AccountChange>,
+        records: &[AuditEntry],
+    ) -> Result<(), InfraError> {
+        for record in records {
+            change.audit(record.clone());
+        }
+        change.commit().await?;
+        self.audited(records);
+        Ok(())
+    }
+
+    /// Appends `records` of a refusal that changed nothing, in a transaction of their own,
+    /// then reports them.
+    pub(crate) async fn record_refusal(&self, records: Vec<AuditEntry>) -> Result<(), InfraError> {
+        self.ports.audit.append(records.clone()).await?;
+        self.audited(&records);
+        Ok(())
     }
 
     /// Reports records that committed (R19's metric).
@@ -310,14 +334,12 @@ impl Sessions {
                 cutoffs: self.policy.cutoffs(now),
             })
             .await?;
-        let record =
-            (ended > 0).then(|| self.ended_record(cause, user, ended, client).actor(actor));
-        if let Some(record) = &record {
-            change.audit(record.clone());
-        }
-        change.commit().await?;
+        let records: Vec<_> = (ended > 0)
+            .then(|| self.ended_record(cause, user, ended, client).actor(actor))
+            .into_iter()
+            .collect();
+        self.commit_recorded(change, &records).await?;
         self.ended(cause, ended);
-        self.audited(&record);
         Ok(Some(ended))
     }
 

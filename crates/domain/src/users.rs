@@ -152,12 +152,8 @@ impl Sessions {
                 );
             }
         }
-        for record in &records {
-            change.audit(record.clone());
-        }
-        change.commit().await?;
+        self.commit_recorded(change, &records).await?;
         self.ended(EndCause::Revoked, ended);
-        self.audited(&records);
         Ok(Some(ended))
     }
 }

@@ -7,8 +7,8 @@
 use async_trait::async_trait;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use time::OffsetDateTime;
 use websessions_domain::InfraError;
@@ -77,6 +77,30 @@ async fn lock_chain<C: ConnectionTrait>(txn: &C) -> Result<audit_chain::Model, F
         .await
         .map_err(retry)?
         .ok_or_else(|| Failure::Final(corrupt("audit chain (its row is missing)")))
+}
+
+/// What a change in `recorded` answers: its value, and the records that go with it.
+pub(crate) type Recording<'t, T> =
+    std::pin::Pin<Box<dyn Future<Output = Result<(T, Vec<AuditEntry>), Failure>> + Send + 't>>;
+
+/// One transaction on `store`: `work` makes a change and says which records go with it, which
+/// are appended last, just before COMMIT (R19: the change and its records commit together).
+/// A connection that fails before the COMMIT runs it all again; once the COMMIT was sent it is
+/// never replayed, since the records would be appended twice.
+pub(crate) async fn recorded<T>(
+    store: &Store,
+    work: impl for<'t> Fn(&'t DatabaseTransaction) -> Recording<'t, T> + Sync,
+) -> Result<T, InfraError> {
+    let work = &work;
+    store
+        .run(|db| async move {
+            let txn = db.begin().await.map_err(retry)?;
+            let (value, records) = work(&txn).await?;
+            append_in(&txn, &records).await?;
+            txn.commit().await.map_err(|e| Failure::from(lost(e)))?;
+            Ok(value)
+        })
+        .await
 }
 
 /// Appends `entries` after the chain's head in `txn`, locking the head first: call it last,
@@ -167,15 +191,11 @@ fn stored(row: audit_records::Model) -> Stored {
 impl AuditTrail for SeaAudit {
     #[tracing::instrument(level = "debug", skip_all, fields(records = entries.len()))]
     async fn append(&self, entries: Vec<AuditEntry>) -> Result<(), InfraError> {
-        let entries = &entries;
-        self.store
-            .run(|db| async move {
-                let txn = db.begin().await.map_err(retry)?;
-                append_in(&txn, entries).await?;
-                // Never replayed once its COMMIT was sent: the records would be appended twice.
-                txn.commit().await.map_err(|e| Failure::from(lost(e)))
-            })
-            .await
+        recorded(&self.store, |_| {
+            let entries = entries.clone();
+            Box::pin(async move { Ok(((), entries)) })
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

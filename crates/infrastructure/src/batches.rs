@@ -9,17 +9,15 @@
 use std::time::{Duration, Instant};
 
 use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
-    TryGetable, Value,
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TryGetable, Value,
 };
 use websessions_domain::InfraError;
 use websessions_domain::audit::AuditEntry;
 use websessions_domain::ports::Sweep;
 
-use crate::audit::append_in;
+use crate::audit::recorded;
 use crate::db::Store;
-use crate::error::{lost, retry};
-use crate::patience::Failure;
+use crate::error::retry;
 
 /// Deletions that are recorded: rows whose `owner` column (a whole number) is set are counted
 /// into `entry`'s `count`, one record per batch that deleted any, in the transaction that
@@ -117,16 +115,20 @@ impl<E: EntityTrait> Batches<E> {
         owned: &sea_orm::DeleteMany<E>,
         audited: &Audited<'_, E::Column>,
     ) -> Result<u64, InfraError> {
-        store
-            .run(|db| async move {
-                let txn = db.begin().await.map_err(retry)?;
-                let gone = owned.clone().exec(&txn).await.map_err(retry)?.rows_affected;
-                if gone > 0 {
-                    append_in(&txn, &[audited.entry.clone().count(gone)]).await?;
-                }
-                txn.commit().await.map_err(|e| Failure::from(lost(e)))?;
-                Ok(gone)
+        recorded(store, |txn| {
+            let (owned, entry) = (owned.clone(), audited.entry.clone());
+            Box::pin(async move {
+                let gone = owned.exec(txn).await.map_err(retry)?.rows_affected;
+                Ok((
+                    gone,
+                    if gone > 0 {
+                        vec![entry.count(gone)]
+                    } else {
+                        vec![]
+                    },
+                ))
             })
-            .await
+        })
+        .await
     }
 }

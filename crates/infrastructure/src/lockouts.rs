@@ -15,7 +15,7 @@ use websessions_domain::audit::{AuditEntry, AuditEvent};
 use websessions_domain::ports::{LockoutPurge, LockoutRepository, Sweep};
 use websessions_domain::{Attempt, Counted, InfraError, LockoutPolicy, LockoutState, Username};
 
-use crate::audit::append_in;
+use crate::audit::recorded;
 use crate::batches::Batches;
 use crate::db::Store;
 use crate::entity::{account_lockouts, login_failures, users};
@@ -214,26 +214,23 @@ impl LockoutRepository for SeaLockouts {
         counted: Counted,
         audit: Vec<AuditEntry>,
     ) -> Result<(), InfraError> {
-        let name = username.as_str();
-        let audit = &audit;
-        self.store
-            .run(|db| async move {
-                let txn = db.begin().await.map_err(retry)?;
+        let name = username.as_str().to_owned();
+        recorded(&self.store, |txn| {
+            let (name, audit) = (name.clone(), audit.clone());
+            Box::pin(async move {
                 let stands_now = match counted.started_lock {
-                    Some(until) => stand(&txn, name, until).await?,
+                    Some(until) => stand(txn, &name, until).await?,
                     None => false,
                 };
-                // A lock its lapsed lease made stand was recorded then.
-                let records: Vec<AuditEntry> = audit
-                    .iter()
+                // A lock its lapsed lease made stand was recorded then (`stood`).
+                let records = audit
+                    .into_iter()
                     .filter(|r| stands_now || r.event != AuditEvent::LockStarted)
-                    .cloned()
                     .collect();
-                append_in(&txn, &records).await?;
-                // Never replayed once its COMMIT was sent: the records would be appended twice.
-                txn.commit().await.map_err(|e| Failure::from(lost(e)))
+                Ok(((), records))
             })
-            .await
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(username = %username))]
@@ -243,19 +240,15 @@ impl LockoutRepository for SeaLockouts {
         until: OffsetDateTime,
         audit: AuditEntry,
     ) -> Result<bool, InfraError> {
-        let (name, audit) = (username.as_str(), std::slice::from_ref(&audit));
-        self.store
-            .run(|db| async move {
-                let txn = db.begin().await.map_err(retry)?;
-                let stands_now = stand(&txn, name, until).await?;
-                if stands_now {
-                    append_in(&txn, audit).await?;
-                }
-                // Never replayed once its COMMIT was sent: the record would be appended twice.
-                txn.commit().await.map_err(|e| Failure::from(lost(e)))?;
-                Ok(stands_now)
+        let name = username.as_str().to_owned();
+        recorded(&self.store, |txn| {
+            let (name, audit) = (name.clone(), audit.clone());
+            Box::pin(async move {
+                let stands_now = stand(txn, &name, until).await?;
+                Ok((stands_now, if stands_now { vec![audit] } else { vec![] }))
             })
-            .await
+        })
+        .await
     }
 
     async fn clear(&self, username: &Username, audit: AuditEntry) -> Result<bool, InfraError> {
@@ -324,34 +317,30 @@ impl SeaLockouts {
         lock: Option<Condition>,
         audit: &[AuditEntry],
     ) -> Result<bool, InfraError> {
-        let lock = &lock;
-        self.store
-            .run(|db| async move {
-                let txn = db.begin().await.map_err(retry)?;
+        // Never replayed once its COMMIT was sent (R9): were the answer lost, running it again
+        // would delete failures that other attempts counted since.
+        recorded(&self.store, |txn| {
+            let (name, lock, audit) = (name.to_owned(), lock.clone(), audit.to_vec());
+            Box::pin(async move {
                 // The failure row first: the same lock order as `attempt`.
-                let mut gone = login_failures::Entity::delete_by_id(name)
-                    .exec(&txn)
+                let mut gone = login_failures::Entity::delete_by_id(name.as_str())
+                    .exec(txn)
                     .await
                     .map_err(retry)?
                     .rows_affected;
                 if let Some(which) = lock {
                     gone += account_lockouts::Entity::delete_many()
-                        .filter(account_lockouts::Column::Username.eq(name))
-                        .filter(which.clone())
-                        .exec(&txn)
+                        .filter(account_lockouts::Column::Username.eq(name.as_str()))
+                        .filter(which)
+                        .exec(txn)
                         .await
                         .map_err(retry)?
                         .rows_affected;
                 }
-                if gone > 0 {
-                    append_in(&txn, audit).await?;
-                }
-                // Never replayed once its COMMIT was sent (R9): were the answer lost, running
-                // it again would delete failures that other attempts counted since.
-                txn.commit().await.map_err(|e| Failure::from(lost(e)))?;
-                Ok(gone > 0)
+                Ok((gone > 0, if gone > 0 { audit } else { vec![] }))
             })
-            .await
+        })
+        .await
     }
 }
 

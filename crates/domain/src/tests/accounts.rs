@@ -118,8 +118,8 @@ async fn ending_my_other_sessions_spares_the_current_one_under_the_users_row_loc
             "tx:end_sessions:user7:any:except:1",
             "tx:audit:sessions_ended:alice:cause=revoked,count=4",
             "tx:commit",
-            "ended:revoked:4",
             "audited:sessions_ended",
+            "ended:revoked:4",
         ]
     );
 }
@@ -284,9 +284,9 @@ async fn r7_an_operator_reset_ends_every_session_in_the_same_transaction() {
             "tx:audit:password_reset:alice:",
             "tx:audit:sessions_ended:alice:cause=revoked,count=3",
             "tx:commit",
-            "ended:revoked:3",
             "audited:password_reset",
             "audited:sessions_ended",
+            "ended:revoked:3",
         ]
     );
 }
@@ -315,9 +315,9 @@ async fn r7_a_reset_the_connection_interrupted_runs_again_whole_and_commits_once
             "tx:audit:password_reset:alice:",
             "tx:audit:sessions_ended:alice:cause=revoked,count=3",
             "tx:commit",
-            "ended:revoked:3",
             "audited:password_reset",
             "audited:sessions_ended",
+            "ended:revoked:3",
         ]
     );
 }
@@ -378,9 +378,9 @@ async fn r7_disabling_ends_sessions_and_enabling_does_not() {
             "tx:audit:user_disabled:alice:",
             "tx:audit:sessions_ended:alice:cause=revoked,count=1",
             "tx:commit",
-            "ended:revoked:1",
             "audited:user_disabled",
             "audited:sessions_ended",
+            "ended:revoked:1",
             "tx:lock_user:7:exists",
             "tx:set_disabled:7:false",
             "tx:audit:user_enabled:alice:",
@@ -409,10 +409,10 @@ async fn r7_deleting_a_user_ends_its_sessions_then_deletes_it() {
             "tx:audit:sessions_ended:alice:cause=revoked,count=2",
             "tx:audit:sessions_ended:alice:cause=expired,count=3",
             "tx:commit",
-            "ended:revoked:2",
             "audited:user_deleted",
             "audited:sessions_ended",
             "audited:sessions_ended",
+            "ended:revoked:2",
         ]
     );
 }

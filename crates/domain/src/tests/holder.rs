@@ -643,8 +643,8 @@ async fn r9_a_verified_password_removes_its_own_count_and_the_lock_it_started() 
             "tx:create:api:t99:user7:192.0.2.1",
             "tx:audit:login_succeeded:alice:kind=api",
             "tx:commit",
-            "started:api",
             "audited:login_succeeded",
+            "started:api",
             "login:success",
         ]
     );
@@ -675,8 +675,8 @@ async fn r5d_a_login_the_connection_interrupted_decides_again_and_issues_one_ses
             "tx:create:api:t99:user7:192.0.2.1",
             "tx:audit:login_succeeded:alice:kind=api",
             "tx:commit",
-            "started:api",
             "audited:login_succeeded",
+            "started:api",
             "login:success",
         ]
     );
@@ -864,8 +864,8 @@ async fn r5e_a_presented_session_of_the_other_kind_is_left_alone_whoever_holds_i
                 "tx:create:api:t99:user7:192.0.2.1",
                 "tx:audit:login_succeeded:alice:kind=api",
                 "tx:commit",
-                "started:api",
                 "audited:login_succeeded",
+                "started:api",
                 "login:success",
             ]
         );
@@ -892,10 +892,10 @@ async fn r5e_a_browser_login_ends_the_users_other_browser_sessions() {
             "tx:audit:login_succeeded:alice:kind=browser".to_owned(),
             "tx:audit:sessions_ended:alice:cause=replaced,count=2".to_owned(),
             "tx:commit".to_owned(),
-            "started:browser".to_owned(),
-            "ended:replaced:2".to_owned(),
             "audited:login_succeeded".to_owned(),
             "audited:sessions_ended".to_owned(),
+            "started:browser".to_owned(),
+            "ended:replaced:2".to_owned(),
             "login:success".to_owned(),
         ]
     );
@@ -1148,9 +1148,9 @@ async fn r7_a_password_change_rotates_the_token_and_ends_the_other_sessions() {
             "tx:audit:password_changed:alice:",
             "tx:audit:sessions_ended:alice:cause=password_change,count=2",
             "tx:commit",
-            "ended:password_change:2",
             "audited:password_changed",
             "audited:sessions_ended",
+            "ended:password_change:2",
         ]
     );
 }

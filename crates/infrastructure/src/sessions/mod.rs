@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use time::OffsetDateTime;
 use websessions_domain::audit::AuditEntry;
@@ -24,12 +24,11 @@ use websessions_domain::{
 
 use self::hot_path::HotPath;
 use self::table::{SessionRow, hash_bytes, matches, select_records, unix, valid_at};
-use crate::audit::append_in;
+use crate::audit::recorded;
 use crate::batches::{Audited, Batches};
 use crate::db::Store;
 use crate::entity::sessions;
-use crate::error::{corrupt, lost, once, retry};
-use crate::patience::Failure;
+use crate::error::{corrupt, once, retry};
 
 /// Sessions stored with SeaORM; recognition runs on the hot path chosen for the database.
 #[derive(Clone, Debug)]
@@ -58,31 +57,20 @@ impl SeaSessions {
 
 impl SeaSessions {
     /// Deletes what `delete` matches (one row at most) and, when it deleted one, appends
-    /// `entry`, in one transaction (R19); whether it deleted. Never replayed once its COMMIT
-    /// was sent.
+    /// `entry` with it (R19); whether it deleted.
     async fn end_recorded(
         &self,
         delete: &sea_orm::DeleteMany<sessions::Entity>,
         entry: AuditEntry,
     ) -> Result<bool, InfraError> {
-        let entry = std::slice::from_ref(&entry);
-        self.store
-            .run(|db| async move {
-                let txn = db.begin().await.map_err(retry)?;
-                let ended = delete
-                    .clone()
-                    .exec(&txn)
-                    .await
-                    .map_err(retry)?
-                    .rows_affected
-                    == 1;
-                if ended {
-                    append_in(&txn, entry).await?;
-                }
-                txn.commit().await.map_err(|e| Failure::from(lost(e)))?;
-                Ok(ended)
+        recorded(&self.store, |txn| {
+            let (delete, entry) = (delete.clone(), entry.clone());
+            Box::pin(async move {
+                let ended = delete.exec(txn).await.map_err(retry)?.rows_affected == 1;
+                Ok((ended, if ended { vec![entry] } else { vec![] }))
             })
-            .await
+        })
+        .await
     }
 }
 
