@@ -20,8 +20,8 @@ use websessions_domain::ports::{
     AccountStore, AuditTrail, Expect, NewSession, Owner, SessionRepository, Sweep,
 };
 use websessions_domain::{
-    LockoutPolicy, LoginError, Password, SessionId, SessionKind, SessionPolicy, Sessions,
-    Superuser, UserAdmin,
+    EndSessionError, LockoutPolicy, LoginError, Password, SessionAdmin, SessionId, SessionKind,
+    SessionPolicy, Sessions, Superuser, UserAdmin,
 };
 use websessions_infrastructure::{PoolOptions, SeaAccounts, SeaAudit, SeaSessions, connect};
 
@@ -35,6 +35,7 @@ websessions_tests::on! {
         r19_a_truncation_of_the_newest_records_is_found_against_a_head_noted_elsewhere,
         r19_forty_failed_logins_over_two_processes_leave_forty_records_and_one_chain,
         r19_users_created_while_others_append_each_take_a_place_of_their_own,
+        r19_one_session_revoked_twenty_times_over_two_processes_ends_once_with_one_record,
         r19_a_lock_is_recorded_with_the_failure_that_started_it,
         r19_a_login_racing_a_reset_leaves_records_that_match_what_happened,
         r19_a_change_rolled_back_leaves_no_record_and_an_ending_that_missed_none,
@@ -694,5 +695,59 @@ async fn r19_users_created_while_others_append_each_take_a_place_of_their_own(ba
     let trail = SeaAudit::new(db.store.clone());
     let verified = audit::verify(&trail, None).await.unwrap();
     assert_eq!(verified.records, 40);
+    db.drop().await;
+}
+
+async fn r19_one_session_revoked_twenty_times_over_two_processes_ends_once_with_one_record(
+    backend: Backend,
+) {
+    let db = TestDb::new(backend).await;
+    let (first, _) = contract::service(&db.store, contract::policy(1000));
+    let second = second_process(&db, contract::policy(1000)).await;
+    let password = Password::new("alice's password 1");
+    first
+        .create_user(&Superuser::operator(), "alice", password, false)
+        .await
+        .unwrap();
+    let issued = contract::login(
+        &first,
+        &contract::anonymous(),
+        "alice",
+        "alice's password 1",
+        SessionKind::Api,
+    )
+    .await
+    .unwrap();
+    let id = issued.session.id;
+    let barrier = Arc::new(Barrier::new(20));
+    let tasks: Vec<_> = (0..20usize)
+        .map(|n| {
+            let service = [first.clone(), second.clone()][n % 2].clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                service.revoke(&Superuser::operator(), id).await
+            })
+        })
+        .collect();
+    let mut ended = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => ended += 1,
+            Err(EndSessionError::NotFound) => {}
+            Err(other) => panic!("a revocation answered {other:?}"),
+        }
+    }
+    assert_eq!(ended, 1, "exactly one revocation ends the session");
+    let trail = SeaAudit::new(db.store.clone());
+    let records = all_records(&trail).await;
+    let endings: Vec<_> = records
+        .iter()
+        .filter(|r| r.entry.event == AuditEvent::SessionsEnded)
+        .collect();
+    assert_eq!(endings.len(), 1, "{:?}", events(&records));
+    assert_eq!(endings[0].entry.session_id, Some(id.get()));
+    assert_eq!(count(endings[0]), Some(1));
+    audit::verify(&trail, None).await.unwrap();
     db.drop().await;
 }
